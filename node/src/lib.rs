@@ -1,0 +1,1 @@
+//! shoal compute node library.
