@@ -1,1 +1,12 @@
-//! shoal compute node library.
+//! shoal compute node: identity, config, libp2p network, membership,
+//! placement, and the `shoal-node` daemon.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod identity;
+pub mod membership;
+pub mod net;
+pub mod placement;
+pub mod protocol;
+pub mod status;

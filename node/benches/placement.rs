@@ -1,0 +1,2 @@
+//! Placement benchmark (stub; filled in below).
+fn main() {}

@@ -1,0 +1,297 @@
+//! Operator configuration: `<home>/config.toml`.
+//!
+//! Every setting has a default, so an empty file is a valid config. The file
+//! `shoal-node init` writes is [`TEMPLATE`]: every setting, commented, with
+//! its default; a unit test keeps the template and [`Config::default`] equal.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::membership::Role;
+
+/// File name of the config inside a node home.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// Why the config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} is missing; run `shoal-node init --home <dir>` to create one")]
+    Missing { path: PathBuf },
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole operator configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeSection,
+    pub network: NetworkSection,
+    pub status: StatusSection,
+    pub capacity: CapacitySection,
+}
+
+/// What this node is and how it describes itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Roles announced to the network.
+    pub roles: Vec<Role>,
+    /// Free-form labels that job specs can select on.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// libp2p transport, discovery and membership settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Addresses to listen on (TCP and QUIC).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start; their Kademlia tables seed ours.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
+    /// How often the node re-announces itself, in milliseconds.
+    pub announce_interval_ms: u64,
+    /// How long a member stays listed after its last announcement; 0 means
+    /// three announce intervals.
+    pub ttl_ms: u64,
+}
+
+/// The local HTTP status endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatusSection {
+    /// `HOST:PORT` to serve `GET /status` on; empty disables it.
+    pub addr: String,
+}
+
+/// Resources this node offers; missing values are detected at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CapacitySection {
+    /// CPU cores offered; 0 = all cores of the machine.
+    pub cpu: f64,
+    /// Memory offered in MiB; 0 = the machine's total memory.
+    pub memory_mb: u64,
+    /// Scratch disk offered in MiB; 0 = unlimited (not announced as a limit).
+    pub disk_mb: u64,
+    /// Shards run at once; also the node's weight in placement.
+    pub slots: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: NodeSection::default(),
+            network: NetworkSection::default(),
+            status: StatusSection::default(),
+            capacity: CapacitySection::default(),
+        }
+    }
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        NodeSection {
+            roles: vec![Role::Compute],
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001".parse().expect("static multiaddr"),
+                "/ip4/0.0.0.0/udp/4001/quic-v1"
+                    .parse()
+                    .expect("static multiaddr"),
+            ],
+            bootstrap: Vec::new(),
+            mdns: true,
+            announce_interval_ms: 5000,
+            ttl_ms: 0,
+        }
+    }
+}
+
+impl Default for StatusSection {
+    fn default() -> Self {
+        StatusSection {
+            addr: String::new(),
+        }
+    }
+}
+
+impl Default for CapacitySection {
+    fn default() -> Self {
+        CapacitySection {
+            cpu: 0.0,
+            memory_mb: 0,
+            disk_mb: 0,
+            slots: 2,
+        }
+    }
+}
+
+impl NetworkSection {
+    /// The announce period.
+    pub fn announce_interval(&self) -> Duration {
+        Duration::from_millis(self.announce_interval_ms.max(50))
+    }
+
+    /// The membership TTL (three intervals unless set).
+    pub fn ttl(&self) -> Duration {
+        if self.ttl_ms == 0 {
+            self.announce_interval() * 3
+        } else {
+            Duration::from_millis(self.ttl_ms)
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`, naming the file in every error.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::Missing {
+                    path: path.to_owned(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.capacity.slots == 0 {
+            return Err("capacity.slots must be at least 1".into());
+        }
+        if !(self.capacity.cpu.is_finite() && self.capacity.cpu >= 0.0) {
+            return Err("capacity.cpu must be a non-negative number".into());
+        }
+        if self.network.announce_interval_ms < 50 {
+            return Err("network.announce_interval_ms must be at least 50".into());
+        }
+        if self.network.ttl_ms != 0 && self.network.ttl_ms < self.network.announce_interval_ms {
+            return Err(
+                "network.ttl_ms must be 0 (three intervals) or at least announce_interval_ms"
+                    .into(),
+            );
+        }
+        if !self.status.addr.is_empty()
+            && self.status.addr.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(format!(
+                "status.addr {:?} is not HOST:PORT (for example 127.0.0.1:7070)",
+                self.status.addr
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The config file `shoal-node init` writes: every setting with its default.
+pub const TEMPLATE: &str = r#"# shoal-node configuration. Every setting is shown with its default.
+# Command-line flags (--listen, --bootstrap, --status-addr) override this file.
+
+[node]
+# Roles announced to the network: "compute" runs shards, "requester" submits jobs.
+roles = ["compute"]
+# Free-form labels job specs can select on, e.g. { region = "eu", gpu = "none" }.
+labels = {}
+
+[network]
+# Multiaddrs to listen on. Port 0 lets the OS pick.
+listen = ["/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"]
+# Peers to dial at start, e.g. ["/ip4/203.0.113.7/tcp/4001/p2p/12D3KooW..."].
+bootstrap = []
+# Find peers on the local network with mDNS.
+mdns = true
+# How often this node re-announces itself on shoal/membership/1, in ms.
+announce_interval_ms = 5000
+# How long a silent member stays listed, in ms; 0 means 3 x announce_interval_ms.
+ttl_ms = 0
+
+[status]
+# HOST:PORT for the HTTP status endpoint (GET /status); empty disables it.
+addr = ""
+
+[capacity]
+# CPU cores offered; 0 means every core of this machine.
+cpu = 0.0
+# Memory offered, in MiB; 0 means all of this machine's memory.
+memory_mb = 0
+# Scratch disk offered, in MiB; 0 means no announced limit.
+disk_mb = 0
+# Shards this node runs at once; also its weight in placement.
+slots = 2
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_is_the_default_config() {
+        assert_eq!(Config::parse(TEMPLATE).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn empty_file_is_the_default_config() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = Config::parse("[network]\nlisten_on = []\n").unwrap_err();
+        assert!(err.contains("listen_on"), "{err}");
+    }
+
+    #[test]
+    fn bad_multiaddr_is_rejected() {
+        let err = Config::parse("[network]\nlisten = [\"not an addr\"]\n").unwrap_err();
+        assert!(err.contains("listen"), "{err}");
+    }
+
+    #[test]
+    fn zero_slots_is_rejected() {
+        let err = Config::parse("[capacity]\nslots = 0\n").unwrap_err();
+        assert!(err.contains("capacity.slots"), "{err}");
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        std::fs::write(&path, "[network\n").unwrap();
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains("config.toml"), "{err}");
+    }
+}

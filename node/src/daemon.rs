@@ -1,0 +1,229 @@
+//! `shoal-node run`: loads the home, joins the network, serves status, and
+//! leaves cleanly on SIGINT/SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use libp2p::Multiaddr;
+use serde::Serialize;
+
+use crate::config::{CONFIG_FILE, Config};
+use crate::identity::{self, IDENTITY_FILE};
+use crate::net::{self, NetConfig, NetHandle};
+use crate::protocol::membership::{Capacity, NodeInfo};
+use crate::status;
+
+/// File the running node writes into its home once it is reachable.
+pub const RUN_FILE: &str = "run.json";
+
+/// Flags that override the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub status_addr: Option<String>,
+    pub no_mdns: bool,
+}
+
+/// Where a running node can be reached; written to `<home>/run.json`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RunInfo {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub status_url: Option<String>,
+    pub pid: u32,
+}
+
+/// Writes a fresh home: config template and identity. Refuses to overwrite
+/// unless `force`.
+pub fn init(home: &Path, force: bool) -> anyhow::Result<libp2p::PeerId> {
+    std::fs::create_dir_all(home)
+        .with_context(|| format!("cannot create home directory {}", home.display()))?;
+    let config = home.join(CONFIG_FILE);
+    let key = home.join(IDENTITY_FILE);
+    if !force {
+        for path in [&config, &key] {
+            if path.exists() {
+                bail!(
+                    "{} already exists; pass --force to overwrite it (a new identity.key gives the node a new peer id)",
+                    path.display()
+                );
+            }
+        }
+    }
+    std::fs::write(&config, crate::config::TEMPLATE)
+        .with_context(|| format!("cannot write {}", config.display()))?;
+    let keypair = identity::generate(&key)?;
+    Ok(keypair.public().to_peer_id())
+}
+
+/// The peer id of the identity in `home`.
+pub fn peer_id(home: &Path) -> anyhow::Result<libp2p::PeerId> {
+    Ok(identity::load(&home.join(IDENTITY_FILE))?
+        .public()
+        .to_peer_id())
+}
+
+/// A node that has joined the network.
+pub struct RunningNode {
+    pub net: NetHandle,
+    pub run_info: RunInfo,
+    home: PathBuf,
+}
+
+impl RunningNode {
+    /// Announces that we leave and stops the network.
+    pub async fn shutdown(self) {
+        self.net.shutdown().await;
+        let _ = std::fs::remove_file(self.home.join(RUN_FILE));
+    }
+}
+
+/// Loads the home, applies overrides, joins the network, serves status, and
+/// writes `run.json`. Returns once every listener has an address.
+pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningNode> {
+    let mut config = Config::load(&home.join(CONFIG_FILE))?;
+    let keypair = identity::load(&home.join(IDENTITY_FILE))?;
+    if !overrides.listen.is_empty() {
+        config.network.listen = overrides.listen;
+    }
+    if !overrides.bootstrap.is_empty() {
+        config.network.bootstrap = overrides.bootstrap;
+    }
+    if let Some(addr) = overrides.status_addr {
+        config.status.addr = addr;
+    }
+    if overrides.no_mdns {
+        config.network.mdns = false;
+    }
+    let info = node_info(&config);
+    let listeners = config.network.listen.len();
+    let net = net::start(
+        keypair,
+        NetConfig {
+            listen: config.network.listen.clone(),
+            bootstrap: config.network.bootstrap.clone(),
+            mdns: config.network.mdns,
+            announce_interval: config.network.announce_interval(),
+            ttl: config.network.ttl(),
+            info,
+        },
+        None,
+    )
+    .await?;
+    let status_url = if config.status.addr.is_empty() {
+        None
+    } else {
+        let bound = status::serve(&config.status.addr, net.clone())
+            .await
+            .with_context(|| format!("cannot serve status on {}", config.status.addr))?;
+        Some(format!("http://{bound}"))
+    };
+    let listen_addrs = wait_for_listeners(&net, listeners).await?;
+    let run_info = RunInfo {
+        peer_id: net.peer_id().to_string(),
+        listen_addrs,
+        status_url,
+        pid: std::process::id(),
+    };
+    write_run_file(home, &run_info)?;
+    Ok(RunningNode {
+        net,
+        run_info,
+        home: home.to_owned(),
+    })
+}
+
+/// `shoal-node run`: start, print where we are, wait for a signal, leave.
+pub async fn run(home: &Path, overrides: Overrides) -> anyhow::Result<()> {
+    let node = start(home, overrides).await?;
+    println!("peer_id: {}", node.run_info.peer_id);
+    for addr in &node.run_info.listen_addrs {
+        println!("listening: {addr}/p2p/{}", node.run_info.peer_id);
+    }
+    if let Some(url) = &node.run_info.status_url {
+        println!("status: {url}/status");
+    }
+    wait_for_signal().await?;
+    tracing::info!("signal received; leaving the network");
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_listeners(net: &NetHandle, listeners: usize) -> anyhow::Result<Vec<String>> {
+    let mut watch = net.watch();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let addrs = watch.borrow().listen_addrs.clone();
+        if addrs.len() >= listeners && listeners > 0 || (listeners == 0) {
+            return Ok(addrs);
+        }
+        match tokio::time::timeout_at(deadline, watch.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => bail!("the network task stopped while starting"),
+            Err(_) => bail!("no listen address after 10 s; check network.listen in the config"),
+        }
+    }
+}
+
+fn write_run_file(home: &Path, info: &RunInfo) -> anyhow::Result<()> {
+    let path = home.join(RUN_FILE);
+    let tmp = home.join(format!("{RUN_FILE}.tmp"));
+    std::fs::write(&tmp, serde_json::to_vec_pretty(info)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn node_info(config: &Config) -> NodeInfo {
+    let cpu = if config.capacity.cpu > 0.0 {
+        config.capacity.cpu
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(1.0)
+    };
+    let memory = if config.capacity.memory_mb > 0 {
+        config.capacity.memory_mb * 1024 * 1024
+    } else {
+        total_memory().unwrap_or(0)
+    };
+    NodeInfo {
+        peer_id: String::new(),
+        roles: config.node.roles.clone(),
+        listen_addrs: Vec::new(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        capacity: Capacity {
+            cpu,
+            memory,
+            disk: config.capacity.disk_mb * 1024 * 1024,
+            slots: config.capacity.slots,
+        },
+        free_slots: config.capacity.slots,
+        executors: Vec::new(),
+        publishers: Vec::new(),
+        labels: config.node.labels.clone(),
+        seq: 0,
+    }
+}
+
+/// MemTotal from /proc/meminfo, in bytes.
+fn total_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

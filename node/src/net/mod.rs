@@ -1,0 +1,168 @@
+//! The libp2p network: one task owns the Swarm (see [`event_loop`]); the rest
+//! of the program talks to it through [`NetHandle`], a command channel with
+//! oneshot answers, and reads membership from a `watch` snapshot.
+
+mod behaviour;
+mod event_loop;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::protocol::job::{Request, Response};
+use crate::protocol::membership::NodeInfo;
+
+pub use behaviour::Behaviour;
+
+/// What the network needs to start.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    pub listen: Vec<Multiaddr>,
+    pub bootstrap: Vec<Multiaddr>,
+    pub mdns: bool,
+    pub announce_interval: Duration,
+    pub ttl: Duration,
+    /// Our own entry; its `peer_id`, `listen_addrs` and `seq` are filled in by
+    /// the network.
+    pub info: NodeInfo,
+}
+
+/// What the network publishes for the status endpoint and the program.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    pub peer_id: String,
+    pub listen_addrs: Vec<String>,
+    pub members: Vec<NodeInfo>,
+    /// Peers with an open connection.
+    pub connected_peers: usize,
+    /// Gossip messages dropped, by reason (garbled, oversized, ...).
+    pub dropped_messages: BTreeMap<String, u64>,
+}
+
+/// Why a network operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NetError {
+    #[error("the network task has stopped")]
+    Stopped,
+    #[error("request to {peer} failed: {reason}")]
+    Request { peer: PeerId, reason: String },
+    #[error("cannot start the network: {0}")]
+    Start(String),
+}
+
+/// A request a remote peer sent us; answer through `respond`.
+pub struct InboundRequest {
+    pub peer: PeerId,
+    pub request: Request,
+    pub respond: oneshot::Sender<Response>,
+}
+
+pub(crate) enum Command {
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, NetError>>,
+    },
+    UpdateInfo(Box<dyn FnOnce(&mut NodeInfo) + Send>),
+    PublishRaw {
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A cheap, cloneable handle to the network task.
+#[derive(Clone)]
+pub struct NetHandle {
+    commands: mpsc::Sender<Command>,
+    snapshot: watch::Receiver<Snapshot>,
+    peer_id: PeerId,
+}
+
+impl NetHandle {
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The latest membership and network snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.borrow().clone()
+    }
+
+    /// A receiver that wakes on every snapshot change.
+    pub fn watch(&self) -> watch::Receiver<Snapshot> {
+        self.snapshot.clone()
+    }
+
+    /// Sends a request to `peer` and waits for its answer.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Changes our own entry (e.g. free slots) and re-announces it at once.
+    pub async fn update_info(
+        &self,
+        change: impl FnOnce(&mut NodeInfo) + Send + 'static,
+    ) -> Result<(), NetError> {
+        self.send(Command::UpdateInfo(Box::new(change))).await
+    }
+
+    /// Publishes arbitrary bytes on the membership topic. Only tests and
+    /// diagnostics use this, to check that peers drop what is not valid.
+    pub async fn publish_raw(&self, bytes: Vec<u8>) -> Result<(), NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::PublishRaw { bytes, reply }).await?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Announces that we leave, gives the message a moment to go out, and
+    /// stops the network task.
+    pub async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.send(Command::Shutdown { reply }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    async fn send(&self, command: Command) -> Result<(), NetError> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+}
+
+/// Starts the network task. Inbound job requests go to `inbound`; if it is
+/// `None` they are answered with an error.
+pub async fn start(
+    keypair: Keypair,
+    config: NetConfig,
+    inbound: Option<mpsc::Sender<InboundRequest>>,
+) -> Result<NetHandle, NetError> {
+    let peer_id = keypair.public().to_peer_id();
+    let swarm = behaviour::build_swarm(&keypair, &config).map_err(NetError::Start)?;
+    let (commands, commands_rx) = mpsc::channel(256);
+    let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
+    let event_loop =
+        event_loop::EventLoop::new(swarm, keypair, config, commands_rx, snapshot_tx, inbound)?;
+    tokio::spawn(event_loop.run());
+    Ok(NetHandle {
+        commands,
+        snapshot,
+        peer_id,
+    })
+}
