@@ -1,1 +1,85 @@
-fn main() {}
+//! `shoal-testnet`: a whole shoal network on one machine.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use shoal_testnet::{NODE_SUBCOMMAND, Options, Testnet};
+
+/// Run a local multi-node shoal network.
+#[derive(Debug, Parser)]
+#[command(name = "shoal-testnet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start N nodes on 127.0.0.1 and keep them running until Ctrl-C.
+    Up {
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        /// Keep node homes here instead of a temp dir (kept after exit).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Seconds to wait for every node to see every other.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let mut args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(NODE_SUBCOMMAND) {
+        args.remove(1);
+        args[0] = "shoal-node".into();
+        return shoal_node::cli::main(shoal_node::cli::Cli::parse_from(args));
+    }
+    shoal_node::cli::init_tracing();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up {
+            nodes,
+            dir,
+            timeout,
+        } => {
+            let exe = std::env::current_exe().context("cannot find this binary")?;
+            let mut options = Options::new(exe);
+            options.dir = dir;
+            options.converge_timeout = std::time::Duration::from_secs(timeout);
+            let net = Testnet::start(nodes, options).await?;
+            for node in &net.nodes {
+                println!(
+                    "{}  {}  {}  {}",
+                    node.name,
+                    node.run.peer_id,
+                    node.tcp_multiaddr().unwrap_or_default(),
+                    node.status_url()
+                );
+            }
+            println!("ready: {} nodes", net.nodes.len());
+            shoal_node::daemon::wait_for_signal().await?;
+            eprintln!("stopping {} nodes", net.nodes.len());
+            net.stop().await
+        }
+    }
+}

@@ -122,9 +122,11 @@ mod tests {
         assert_eq!(score(b"shard-key", b"node-a", 3.0).map(f64::to_bits), Some(PINNED_SCORE_BITS));
     }
 
-    const PINNED_HASH: u64 = 0;
-    const PINNED_UNIT_BITS: u64 = 0;
-    const PINNED_SCORE_BITS: u64 = 0;
+    // Cross-checked against the C reference library (libxxhash 0.8.1,
+    // XXH3_64bits / XXH3_64bits_withSeed) and a libm `log`.
+    const PINNED_HASH: u64 = 3_926_415_452_899_746_416;
+    const PINNED_UNIT_BITS: u64 = 4_596_836_800_471_980_244;
+    const PINNED_SCORE_BITS: u64 = 4_611_411_458_592_404_805;
 
     #[test]
     fn unit_interval_stays_strictly_inside_zero_and_one() {

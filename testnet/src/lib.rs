@@ -1,0 +1,305 @@
+//! A local shoal network of real `shoal-node` OS processes on 127.0.0.1.
+//!
+//! Nodes run from this crate's own binary (hidden subcommand `__node`), so a
+//! fresh clone needs no separate build of `shoal-node`. Every node gets a
+//! fresh home, OS-picked ports and mDNS off; the first is the bootstrap peer
+//! of the rest. Tests under `tests/` use this library too.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use shoal_node::config::{CONFIG_FILE, Config};
+use shoal_node::daemon::{RUN_FILE, RunInfo};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// Hidden subcommand that runs a node from this binary.
+pub const NODE_SUBCOMMAND: &str = "__node";
+
+/// One member as `/status` lists it (the fields the testnet reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Member {
+    pub peer_id: String,
+    #[serde(default)]
+    pub free_slots: u32,
+}
+
+/// A node's `/status` answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Status {
+    pub peer_id: String,
+    pub members: Vec<Member>,
+    #[serde(default)]
+    pub dropped_messages: std::collections::BTreeMap<String, u64>,
+}
+
+/// A running node process.
+pub struct NodeProcess {
+    pub name: String,
+    pub home: PathBuf,
+    pub run: RunInfo,
+    child: Option<Child>,
+}
+
+impl NodeProcess {
+    /// The status URL (`http://host:port/status`).
+    pub fn status_url(&self) -> String {
+        format!(
+            "{}/status",
+            self.run.status_url.as_deref().unwrap_or("http://invalid")
+        )
+    }
+
+    /// The node's TCP multiaddr with its peer id, for bootstrapping others.
+    pub fn tcp_multiaddr(&self) -> Option<String> {
+        self.run
+            .listen_addrs
+            .iter()
+            .find(|a| a.contains("/tcp/"))
+            .map(|a| format!("{a}/p2p/{}", self.run.peer_id))
+    }
+
+    /// Sends `signal` to the process (SIGINT to leave, SIGKILL to vanish).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        let pid = nix::unistd::Pid::from_raw(self.run.pid as i32);
+        nix::sys::signal::kill(pid, signal).with_context(|| format!("cannot signal {}", self.name))
+    }
+
+    /// Waits for the process to exit (after a signal).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .with_context(|| format!("{} did not exit within 10 s", self.name))??;
+        }
+        Ok(())
+    }
+
+    /// Whether the process is still ours to stop.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// How to build the network.
+pub struct Options {
+    /// The binary that understands `__node run` (usually this one).
+    pub exe: PathBuf,
+    /// Where homes go; a temp dir (removed at the end) if `None`.
+    pub dir: Option<PathBuf>,
+    /// Adjusts each node's config before it starts (index, config).
+    pub configure: Box<dyn Fn(usize, &mut Config) + Send + Sync>,
+    /// How long to wait for a full membership view.
+    pub converge_timeout: Duration,
+}
+
+impl Options {
+    /// Defaults for `exe`: 1 s announcements, converge within 60 s.
+    pub fn new(exe: PathBuf) -> Self {
+        Options {
+            exe,
+            dir: None,
+            configure: Box::new(|_, _| {}),
+            converge_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A running local network.
+pub struct Testnet {
+    pub nodes: Vec<NodeProcess>,
+    options: Options,
+    root: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    http: reqwest::Client,
+}
+
+impl Testnet {
+    /// Starts `n` nodes and waits until every node lists all `n`.
+    pub async fn start(n: usize, options: Options) -> anyhow::Result<Testnet> {
+        if n == 0 {
+            bail!("--nodes must be at least 1");
+        }
+        let (root, temp) = match &options.dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temp = tempfile::Builder::new().prefix("shoal-testnet-").tempdir()?;
+                (temp.path().to_owned(), Some(temp))
+            }
+        };
+        let mut net = Testnet {
+            nodes: Vec::new(),
+            options,
+            root,
+            _temp: temp,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()?,
+        };
+        for _ in 0..n {
+            net.add_node().await?;
+        }
+        net.wait_converged(n).await?;
+        Ok(net)
+    }
+
+    /// The directory holding every node's home.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Starts one more node, bootstrapping from the first.
+    pub async fn add_node(&mut self) -> anyhow::Result<&NodeProcess> {
+        let index = self.nodes.len();
+        let name = format!("node-{index}");
+        let home = self.root.join(&name);
+        shoal_node::daemon::init(&home, true)?;
+        let mut config = Config::default();
+        config.network.listen = vec![
+            "/ip4/127.0.0.1/tcp/0".parse()?,
+            "/ip4/127.0.0.1/udp/0/quic-v1".parse()?,
+        ];
+        config.network.mdns = false;
+        config.network.announce_interval_ms = 1000;
+        config.status.addr = "127.0.0.1:0".into();
+        if let Some(first) = self.nodes.first() {
+            if let Some(addr) = first.tcp_multiaddr() {
+                config.network.bootstrap = vec![addr.parse()?];
+            }
+        }
+        (self.options.configure)(index, &mut config);
+        std::fs::write(home.join(CONFIG_FILE), toml::to_string(&config)?)?;
+        let log = std::fs::File::create(home.join("node.log"))?;
+        let mut command = Command::new(&self.options.exe);
+        command
+            .arg(NODE_SUBCOMMAND)
+            .arg("run")
+            .arg("--home")
+            .arg(&home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        // The node dies with us, even if we are killed.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.options.exe.display()))?;
+        let run = wait_for_run_file(&home, &mut child, &name).await?;
+        self.nodes.push(NodeProcess {
+            name,
+            home,
+            run,
+            child: Some(child),
+        });
+        Ok(self.nodes.last().expect("just pushed"))
+    }
+
+    /// Fetches one node's `/status`.
+    pub async fn status(&self, node: &NodeProcess) -> anyhow::Result<Status> {
+        Ok(self
+            .http
+            .get(node.status_url())
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    /// Waits until every running node lists exactly `expected` members.
+    pub async fn wait_converged(&self, expected: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + self.options.converge_timeout;
+        loop {
+            let mut behind = Vec::new();
+            for node in self.nodes.iter().filter(|n| n.is_running()) {
+                match self.status(node).await {
+                    Ok(s) if s.members.len() == expected => {}
+                    Ok(s) => behind.push(format!("{} sees {}", node.name, s.members.len())),
+                    Err(e) => behind.push(format!("{}: {e}", node.name)),
+                }
+            }
+            if behind.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the network did not converge to {expected} members within {:?}: {}; node logs are in {}",
+                    self.options.converge_timeout,
+                    behind.join(", "),
+                    self.root.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Polls `check` on every running node's status until it holds.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Status) -> bool,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut ok = true;
+            for node in self.nodes.iter().filter(|n| n.is_running()) {
+                match self.status(node).await {
+                    Ok(s) if check(&s) => {}
+                    _ => ok = false,
+                }
+            }
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out after {timeout:?} waiting until {what}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops every node with SIGINT (they announce they leave) and waits.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            let _ = node.signal(nix::sys::signal::Signal::SIGINT);
+        }
+        for node in &mut self.nodes {
+            node.wait().await?;
+        }
+        Ok(())
+    }
+}
+
+async fn wait_for_run_file(home: &Path, child: &mut Child, name: &str) -> anyhow::Result<RunInfo> {
+    let path = home.join(RUN_FILE);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(bytes) = std::fs::read(&path) {
+            if let Ok(run) = serde_json::from_slice::<RunInfo>(&bytes) {
+                return Ok(run);
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(home.join("node.log")).unwrap_or_default();
+            bail!("{name} exited with {status} while starting:\n{log}");
+        }
+        if Instant::now() > deadline {
+            bail!("{name} did not start within 30 s; see {}", home.join("node.log").display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
