@@ -10,3 +10,6 @@ pub mod net;
 pub mod placement;
 pub mod protocol;
 pub mod status;
+
+/// The libp2p version this node is built on, for crates that talk to it.
+pub use libp2p;
