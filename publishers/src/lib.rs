@@ -1,1 +1,3 @@
 //! shoal publishers.
+
+pub mod target;

@@ -394,7 +394,6 @@ impl EventLoop {
         request: Request,
         channel: ResponseChannel<Response>,
     ) {
-        #[allow(irrefutable_let_patterns)] // job requests join Ping in the job protocol
         if let Request::Ping { nonce } = request {
             let _ = self
                 .swarm

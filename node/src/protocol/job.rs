@@ -3,8 +3,17 @@
 //!
 //! Sizes are bounded by the codec: a peer that sends more than
 //! [`MAX_REQUEST_BYTES`] / [`MAX_RESPONSE_BYTES`] gets its stream reset.
+//!
+//! Requester -> node: `Bid`, `Award`, `Publish`, `Discard`, `Cancel`.
+//! Node -> requester: `Update` (heartbeat, computed CID, published
+//! locations, failure). Result bytes never travel here: only CIDs and
+//! locations.
+
+use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
+pub use shoal_publishers::target::{Location, Target};
 
 /// Protocol id, versioned.
 pub const PROTOCOL: &str = "/shoal/job/1";
@@ -13,17 +22,169 @@ pub const MAX_REQUEST_BYTES: u64 = 1024 * 1024;
 /// Largest response accepted.
 pub const MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
-/// A request to a node.
+/// A job's id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub String);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One attempt at one shard of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShardRef {
+    pub job: JobId,
+    pub index: u32,
+    /// Grows each time the shard is re-bid, so late messages about an old
+    /// attempt are recognised and ignored.
+    pub attempt: u32,
+}
+
+impl fmt::Display for ShardRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}#{}", self.job, self.index, self.attempt)
+    }
+}
+
+/// How a shard is run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Executor {
+    /// A program run directly (argv, no shell) with the shard's inputs.
+    Shell {
+        command: Vec<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+    },
+}
+
+impl Executor {
+    /// The executor kind a node must have enabled.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Executor::Shell { .. } => "shell",
+        }
+    }
+}
+
+/// One input file of a shard; `name` is its path under `$SHOAL_INPUTS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputItem {
+    /// A file on a filesystem the node can read (the testnet, shared mounts).
+    Local { name: String, path: String },
+    /// An http(s) URL the node downloads.
+    Url { name: String, url: String },
+    /// Content carried in the job itself.
+    Inline { name: String, content: String },
+}
+
+impl InputItem {
+    /// Relative path of the input under `$SHOAL_INPUTS`.
+    pub fn name(&self) -> &str {
+        match self {
+            InputItem::Local { name, .. }
+            | InputItem::Url { name, .. }
+            | InputItem::Inline { name, .. } => name,
+        }
+    }
+}
+
+/// Resource limits for one shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU cores.
+    pub cpu: f64,
+    /// Memory limit in bytes (0 = none).
+    pub memory: u64,
+    /// Scratch disk in bytes (0 = none).
+    pub disk: u64,
+    /// Wall-clock limit in seconds.
+    pub timeout_secs: u64,
+}
+
+/// When the node publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PublishMode {
+    /// As soon as the CID is known (`verify: none`).
+    Immediately,
+    /// Only when the requester sends `Publish` (`verify: deterministic`).
+    OnRequest,
+}
+
+/// Everything a node needs to run one shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardTask {
+    pub shard: ShardRef,
+    pub executor: Executor,
+    pub inputs: Vec<InputItem>,
+    pub resources: Resources,
+    pub publish: Vec<Target>,
+    pub mode: PublishMode,
+}
+
+/// What a node needs to know to decide whether to bid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BidRequest {
+    pub shard: ShardRef,
+    pub executor: String,
+    pub resources: Resources,
+    pub publish: Vec<Target>,
+}
+
+/// Why a node will not take a shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decline {
+    /// True when the node may accept later (queue full); false when it never
+    /// will (executor disabled, publisher not configured, ...).
+    pub transient: bool,
+    pub reason: String,
+}
+
+/// Progress a node reports about a shard it was awarded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShardEvent {
+    /// Still working (heartbeat); `queued` is true until it starts.
+    Running { queued: bool },
+    /// Output computed; the CID is a commitment, the bytes stay on the node.
+    Computed { cid: String, bytes: u64 },
+    /// Output published and verified against `cid` at every location.
+    Published { cid: String, locations: Vec<Location> },
+    /// The attempt failed; the reason is for the user.
+    Failed { reason: String },
+}
+
+/// A request to a peer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Liveness probe; the node answers with the same nonce.
     Ping { nonce: u64 },
+    /// Would you run this shard?
+    Bid(BidRequest),
+    /// Run this shard.
+    Award(Box<ShardTask>),
+    /// Publish the output you computed for this shard.
+    Publish(ShardRef),
+    /// Drop the output you computed (outvoted or not needed).
+    Discard(ShardRef),
+    /// Stop working on this shard.
+    Cancel(ShardRef),
+    /// Node -> requester: progress on a shard.
+    Update { shard: ShardRef, event: ShardEvent },
 }
 
-/// A node's answer.
+/// A peer's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     Pong { nonce: u64 },
+    /// Willing to run the shard; `queued` shards are ahead of it.
+    Bid { free_slots: u32, queued: u32 },
+    Decline(Decline),
+    /// The request was taken.
+    Ack,
     /// The request was understood but refused.
     Error { message: String },
 }
