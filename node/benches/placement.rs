@@ -45,7 +45,9 @@ fn members(n: usize, weight: impl Fn(usize) -> f64) -> Vec<Member> {
 
 /// Placement keys shaped like real ones: 32-byte content digests.
 fn keys(count: usize) -> Vec<[u8; 32]> {
-    (0..count).map(|i| Sha256::digest(format!("shard-{i}")).into()).collect()
+    (0..count)
+        .map(|i| Sha256::digest(format!("shard-{i}")).into())
+        .collect()
 }
 
 /// Top-3 member tags per key, best first.
@@ -85,7 +87,10 @@ fn changed(before: &[[u32; 3]], after: &[[u32; 3]]) -> (f64, f64) {
         as_.sort_unstable();
         top3 += usize::from(bs != as_);
     }
-    (top1 as f64 / before.len() as f64, top3 as f64 / before.len() as f64)
+    (
+        top1 as f64 / before.len() as f64,
+        top3 as f64 / before.len() as f64,
+    )
 }
 
 /// Keys per member tag (tags are 0..n).
@@ -187,9 +192,14 @@ fn measure(n: usize, keys: &[[u8; 32]], rows: &mut Rows) {
         black_box(rank(black_box(key), &base).take(3).count());
     });
     let widen = ns_per_call(sample, |key| {
-        black_box(placement::choose_after(black_box(key), &base, 3, 3, |_| true));
+        black_box(placement::choose_after(black_box(key), &base, 3, 3, |_| {
+            true
+        }));
     });
-    rows.cost.push(format!("| {n} | {top3:.0} | {widen:.0} | {:.1} |", top3 / n as f64));
+    rows.cost.push(format!(
+        "| {n} | {top3:.0} | {widen:.0} | {:.1} |",
+        top3 / n as f64
+    ));
 }
 
 /// The per-(key, member) hash alone: the chosen XXH3 construction against
@@ -200,7 +210,10 @@ fn hash_costs(keys: &[[u8; 32]]) -> (f64, f64) {
         black_box(placement::score::hash(black_box(key), &id));
     });
     let sha256 = ns_per_call(keys, |key| {
-        let digest = Sha256::new().chain_update(black_box(key)).chain_update(&id).finalize();
+        let digest = Sha256::new()
+            .chain_update(black_box(key))
+            .chain_update(&id)
+            .finalize();
         black_box(digest);
     });
     (xxh3, sha256)
@@ -209,18 +222,27 @@ fn hash_costs(keys: &[[u8; 32]]) -> (f64, f64) {
 fn main() {
     let started = Instant::now();
     let keys = keys(KEYS);
-    let mut rows = Rows { churn: Vec::new(), load: Vec::new(), weighted: Vec::new(), cost: Vec::new() };
+    let mut rows = Rows {
+        churn: Vec::new(),
+        load: Vec::new(),
+        weighted: Vec::new(),
+        cost: Vec::new(),
+    };
     for n in SIZES {
         measure(n, &keys, &mut rows);
     }
     let (xxh3, sha256) = hash_costs(&keys);
 
     println!("{KEYS} keys (32-byte digests); members have 38-byte peer ids.\n");
-    println!("Fraction of keys whose placement changes when one member joins or leaves (equal weights):\n");
+    println!(
+        "Fraction of keys whose placement changes when one member joins or leaves (equal weights):\n"
+    );
     println!("| N | event | set | rendezvous | optimum | hash mod N |");
     println!("|---:|---|---|---:|---:|---:|");
     rows.churn.iter().for_each(|row| println!("{row}"));
-    println!("\nLoad, top-1 keys per member, max / mean (equal weights; bounded: eps = {DEFAULT_EPSILON}):\n");
+    println!(
+        "\nLoad, top-1 keys per member, max / mean (equal weights; bounded: eps = {DEFAULT_EPSILON}):\n"
+    );
     println!("| N | mean | rendezvous | bounded | bound ceil((1+eps)·mean)/mean | hash mod N |");
     println!("|---:|---:|---:|---:|---:|---:|");
     rows.load.iter().for_each(|row| println!("{row}"));
@@ -235,5 +257,8 @@ fn main() {
     println!(
         "\nHash of one (key, member) pair: XXH3 construction {xxh3:.1} ns, SHA-256(key || id) {sha256:.1} ns."
     );
-    println!("\nBenchmark ran in {:.1} s.", started.elapsed().as_secs_f64());
+    println!(
+        "\nBenchmark ran in {:.1} s.",
+        started.elapsed().as_secs_f64()
+    );
 }

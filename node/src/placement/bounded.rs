@@ -69,8 +69,11 @@ pub fn assign_bounded<'a, K: AsRef<[u8]>, M: Candidate>(
 /// The total weight is summed in ascending order of weight so it, and hence
 /// every cap, does not depend on the order of `members`.
 pub(super) fn capacities<M: Candidate>(members: &[M], keys: usize, eps: f64) -> Option<Vec<usize>> {
-    let mut weights: Vec<f64> =
-        members.iter().map(Candidate::weight).filter(|&w| score::usable_weight(w)).collect();
+    let mut weights: Vec<f64> = members
+        .iter()
+        .map(Candidate::weight)
+        .filter(|&w| score::usable_weight(w))
+        .collect();
     if weights.is_empty() {
         return None;
     }

@@ -53,7 +53,7 @@ pub use bounded::{DEFAULT_EPSILON, PlacementError, assign_bounded};
 pub trait Candidate {
     /// Stable identity bytes (e.g. a libp2p peer id's bytes); must be unique.
     fn id(&self) -> &[u8];
-    /// Relative capacity (e.g. capacity slots); not finite and > 0 means never chosen.
+    /// Relative capacity (e.g. capacity slots); zero, negative, NaN or infinite: never chosen.
     fn weight(&self) -> f64;
 }
 
@@ -78,7 +78,10 @@ pub fn rank<'a, M: Candidate>(key: &[u8], members: &'a [M]) -> Ranking<'a, M> {
             score::score_seeded(seed, id, member.weight()).map(|score| Entry { score, id, index })
         })
         .collect();
-    Ranking { members, heap: BinaryHeap::from(entries) }
+    Ranking {
+        members,
+        heap: BinaryHeap::from(entries),
+    }
 }
 
 /// The first `k` members of the ranking for `key` that pass `eligible`.
@@ -100,7 +103,11 @@ pub fn choose_after<'a, M: Candidate>(
     k: usize,
     eligible: impl Fn(&M) -> bool,
 ) -> Vec<&'a M> {
-    rank(key, members).filter(|member| eligible(member)).skip(skip).take(k).collect()
+    rank(key, members)
+        .filter(|member| eligible(member))
+        .skip(skip)
+        .take(k)
+        .collect()
 }
 
 /// The members of a ranking, best first; see [`rank`].

@@ -53,9 +53,9 @@ pub(crate) fn score_seeded(seed: u64, id: &[u8], weight: f64) -> Option<f64> {
 }
 
 /// `ln(2)` split so that `e * LN2_HI` is exact for any binary exponent `e`
-/// (the fdlibm constants).
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+/// (fdlibm's `ln2_hi` and `ln2_lo`, given by their bits).
+const LN2_HI: f64 = f64::from_bits(0x3FE6_2E42_FEE0_0000);
+const LN2_LO: f64 = f64::from_bits(0x3DEA_39EF_3579_3C76);
 
 /// `1 / (2n + 1)` for n = 1..=10: the series `atanh(s) / s` to 21st order,
 /// enough for double precision since `|s| < 0.1716`.
@@ -78,7 +78,10 @@ const ATANH_COEFFICIENTS: [f64; 10] = [
 /// `x = 2^e * m` with `m` in `[sqrt(2)/2, sqrt(2)]`; `ln(m) = 2 atanh(s)` with
 /// `s = (m - 1) / (m + 1)`, summed by Horner's rule from the highest term.
 pub(crate) fn ln(x: f64) -> f64 {
-    debug_assert!(x.is_normal() && x > 0.0, "ln needs a positive normal, got {x}");
+    debug_assert!(
+        x.is_normal() && x > 0.0,
+        "ln needs a positive normal, got {x}"
+    );
     const MANTISSA_MASK: u64 = (1 << 52) - 1;
     const EXPONENT_ONE: u64 = 1023 << 52;
     let bits = x.to_bits();
@@ -119,7 +122,10 @@ mod tests {
         // to, and splits a network whose nodes run different builds.
         assert_eq!(hash(b"shard-key", b"node-a"), PINNED_HASH);
         assert_eq!(unit_interval(PINNED_HASH).to_bits(), PINNED_UNIT_BITS);
-        assert_eq!(score(b"shard-key", b"node-a", 3.0).map(f64::to_bits), Some(PINNED_SCORE_BITS));
+        assert_eq!(
+            score(b"shard-key", b"node-a", 3.0).map(f64::to_bits),
+            Some(PINNED_SCORE_BITS)
+        );
     }
 
     // Cross-checked against the C reference library (libxxhash 0.8.1,
@@ -133,7 +139,11 @@ mod tests {
         for h in [0, 1, 4095, 4096, u64::MAX - 4096, u64::MAX] {
             let u = unit_interval(h);
             assert!(u > 0.0 && u < 1.0, "h={h:#x} gave u={u}");
-            assert!(ln(u) < 0.0 && ln(u).is_finite(), "h={h:#x} gave ln(u)={}", ln(u));
+            assert!(
+                ln(u) < 0.0 && ln(u).is_finite(),
+                "h={h:#x} gave ln(u)={}",
+                ln(u)
+            );
         }
     }
 

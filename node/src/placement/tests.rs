@@ -29,15 +29,24 @@ impl Candidate for Node {
 }
 
 fn node(salt: u64, i: usize, weight: f64) -> Node {
-    Node { id: format!("node-{salt}-{i}").into_bytes(), weight }
+    Node {
+        id: format!("node-{salt}-{i}").into_bytes(),
+        weight,
+    }
 }
 
 fn nodes(salt: u64, weights: &[f64]) -> Vec<Node> {
-    weights.iter().enumerate().map(|(i, &w)| node(salt, i, w)).collect()
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| node(salt, i, w))
+        .collect()
 }
 
 fn keys(salt: u64, count: usize) -> Vec<Vec<u8>> {
-    (0..count).map(|i| format!("shard-{salt}-{i}").into_bytes()).collect()
+    (0..count)
+        .map(|i| format!("shard-{salt}-{i}").into_bytes())
+        .collect()
 }
 
 fn ids<'a>(ranked: impl IntoIterator<Item = &'a Node>) -> Vec<Vec<u8>> {
@@ -80,20 +89,34 @@ const KEYS: usize = 2000;
 fn ranking_is_pinned_for_a_fixed_input() {
     // A change here reshuffles every shard in a running network.
     let members = nodes(0, &[1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0]);
-    let order: Vec<String> =
-        rank(b"pinned-key", &members).map(|n| String::from_utf8_lossy(&n.id).into_owned()).collect();
+    let order: Vec<String> = rank(b"pinned-key", &members)
+        .map(|n| String::from_utf8_lossy(&n.id).into_owned())
+        .collect();
     assert_eq!(order, PINNED_ORDER);
 }
 
 /// Cross-checked against the C reference XXH3 (libxxhash 0.8.1).
-const PINNED_ORDER: [&str; 8] =
-    ["node-0-4", "node-0-7", "node-0-5", "node-0-3", "node-0-2", "node-0-0", "node-0-6", "node-0-1"];
+const PINNED_ORDER: [&str; 8] = [
+    "node-0-4", "node-0-7", "node-0-5", "node-0-3", "node-0-2", "node-0-0", "node-0-6", "node-0-1",
+];
 
 #[test]
 fn equal_scores_rank_by_smallest_id_first() {
-    let a = Entry { score: 1.5, id: b"a", index: 1 };
-    let b = Entry { score: 1.5, id: b"b", index: 0 };
-    let better = Entry { score: 1.6, id: b"z", index: 2 };
+    let a = Entry {
+        score: 1.5,
+        id: b"a",
+        index: 1,
+    };
+    let b = Entry {
+        score: 1.5,
+        id: b"b",
+        index: 0,
+    };
+    let better = Entry {
+        score: 1.6,
+        id: b"z",
+        index: 2,
+    };
     assert!(a > b);
     assert!(better > a);
     let mut heap = BinaryHeap::from(vec![b, better, a]);
@@ -105,11 +128,23 @@ fn equal_scores_rank_by_smallest_id_first() {
 fn assign_bounded_rejects_bad_epsilon_and_empty_membership() {
     let members = nodes(0, &[1.0, 1.0]);
     let batch = keys(0, 3);
-    assert_eq!(assign_bounded(&batch, &members, -0.1), Err(PlacementError::InvalidEpsilon(-0.1)));
-    assert!(matches!(assign_bounded(&batch, &members, f64::NAN), Err(PlacementError::InvalidEpsilon(_))));
+    assert_eq!(
+        assign_bounded(&batch, &members, -0.1),
+        Err(PlacementError::InvalidEpsilon(-0.1))
+    );
+    assert!(matches!(
+        assign_bounded(&batch, &members, f64::NAN),
+        Err(PlacementError::InvalidEpsilon(_))
+    ));
     let unusable = nodes(0, &[0.0, -1.0, f64::NAN]);
-    assert_eq!(assign_bounded(&batch, &unusable, DEFAULT_EPSILON), Err(PlacementError::NoCandidates));
-    assert_eq!(assign_bounded::<Vec<u8>, Node>(&[], &unusable, DEFAULT_EPSILON), Ok(Vec::new()));
+    assert_eq!(
+        assign_bounded(&batch, &unusable, DEFAULT_EPSILON),
+        Err(PlacementError::NoCandidates)
+    );
+    assert_eq!(
+        assign_bounded::<Vec<u8>, Node>(&[], &unusable, DEFAULT_EPSILON),
+        Ok(Vec::new())
+    );
 }
 
 proptest! {
