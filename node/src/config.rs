@@ -38,6 +38,66 @@ pub struct Config {
     pub network: NetworkSection,
     pub status: StatusSection,
     pub capacity: CapacitySection,
+    pub compute: ComputeSection,
+    pub executors: ExecutorsSection,
+    pub publishers: PublishersSection,
+}
+
+/// How this node takes and runs shards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComputeSection {
+    /// Where shards run; empty means `<home>/work`.
+    pub work_dir: PathBuf,
+    /// Shards accepted but not yet running, beyond which the node declines.
+    pub max_queue: u32,
+    /// How often the node reports progress on each shard it holds, in ms.
+    pub heartbeat_ms: u64,
+    /// Requester peer ids this node takes work from; empty means any.
+    pub allow_requesters: Vec<String>,
+    /// Largest total input a shard may stage, in MiB; 0 means no limit.
+    pub max_input_mb: u64,
+}
+
+/// Which executors the operator enables.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorsSection {
+    pub shell: ShellSection,
+}
+
+/// The shell executor runs arbitrary programs: off unless enabled.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShellSection {
+    pub enabled: bool,
+}
+
+/// Publisher drivers and their credentials (which never leave the node).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublishersSection {
+    pub local: LocalPublisherSection,
+}
+
+/// The local publisher copies outputs under a directory of this machine.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalPublisherSection {
+    /// Root directory; empty disables the local publisher.
+    pub root: PathBuf,
+}
+
+impl Default for ComputeSection {
+    fn default() -> Self {
+        ComputeSection {
+            work_dir: PathBuf::new(),
+            max_queue: 1024,
+            heartbeat_ms: 2000,
+            allow_requesters: Vec::new(),
+            max_input_mb: 0,
+        }
+    }
 }
 
 /// What this node is and how it describes itself.
@@ -96,6 +156,9 @@ impl Default for Config {
             network: NetworkSection::default(),
             status: StatusSection::default(),
             capacity: CapacitySection::default(),
+            compute: ComputeSection::default(),
+            executors: ExecutorsSection::default(),
+            publishers: PublishersSection::default(),
         }
     }
 }
@@ -205,13 +268,22 @@ impl Config {
                     .into(),
             );
         }
-        if !self.status.addr.is_empty()
-            && self.status.addr.parse::<std::net::SocketAddr>().is_err()
+        if !self.status.addr.is_empty() && self.status.addr.parse::<std::net::SocketAddr>().is_err()
         {
             return Err(format!(
                 "status.addr {:?} is not HOST:PORT (for example 127.0.0.1:7070)",
                 self.status.addr
             ));
+        }
+        if self.compute.heartbeat_ms < 50 {
+            return Err("compute.heartbeat_ms must be at least 50".into());
+        }
+        for peer in &self.compute.allow_requesters {
+            if peer.parse::<libp2p::PeerId>().is_err() {
+                return Err(format!(
+                    "compute.allow_requesters: {peer:?} is not a peer id (12D3KooW...)"
+                ));
+            }
         }
         Ok(())
     }
@@ -252,6 +324,27 @@ memory_mb = 0
 disk_mb = 0
 # Shards this node runs at once; also its weight in placement.
 slots = 2
+
+[compute]
+# Where shards run; empty means <home>/work.
+work_dir = ""
+# Shards accepted but not yet running; past this the node declines bids.
+max_queue = 1024
+# How often the node reports progress on each shard it holds, in ms.
+heartbeat_ms = 2000
+# Requester peer ids this node takes work from; empty means any requester.
+allow_requesters = []
+# Largest total input one shard may stage, in MiB; 0 means no limit.
+max_input_mb = 0
+
+[executors.shell]
+# Run shards as local programs (argv, no shell). Off by default: a job spec
+# then chooses what runs on this machine, as this node's user.
+enabled = false
+
+[publishers.local]
+# Copy shard outputs under this directory; empty disables the local publisher.
+root = ""
 "#;
 
 #[cfg(test)]

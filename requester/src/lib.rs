@@ -1,1 +1,8 @@
-//! shoal requester.
+//! shoal requester: job specs, sharding, orchestration, the durable job
+//! store, the HTTP API, and the `shoal` CLI.
+
+pub mod model;
+pub mod orchestrator;
+pub mod sharding;
+pub mod spec;
+pub mod store;

@@ -152,7 +152,10 @@ pub enum ShardEvent {
     /// Output computed; the CID is a commitment, the bytes stay on the node.
     Computed { cid: String, bytes: u64 },
     /// Output published and verified against `cid` at every location.
-    Published { cid: String, locations: Vec<Location> },
+    Published {
+        cid: String,
+        locations: Vec<Location>,
+    },
     /// The attempt failed; the reason is for the user.
     Failed { reason: String },
 }
@@ -179,12 +182,19 @@ pub enum Request {
 /// A peer's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
-    Pong { nonce: u64 },
+    Pong {
+        nonce: u64,
+    },
     /// Willing to run the shard; `queued` shards are ahead of it.
-    Bid { free_slots: u32, queued: u32 },
+    Bid {
+        free_slots: u32,
+        queued: u32,
+    },
     Decline(Decline),
     /// The request was taken.
     Ack,
     /// The request was understood but refused.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
