@@ -8,6 +8,10 @@ use anyhow::{Context, bail};
 use libp2p::Multiaddr;
 use serde::Serialize;
 
+use shoal_publishers::Publishers;
+use shoal_publishers::local::LocalPublisher;
+
+use crate::compute::{self, Compute, ComputeConfig};
 use crate::config::{CONFIG_FILE, Config};
 use crate::identity::{self, IDENTITY_FILE};
 use crate::net::{self, NetConfig, NetHandle};
@@ -97,8 +101,18 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
     if overrides.no_mdns {
         config.network.mdns = false;
     }
-    let info = node_info(&config);
+    let mut info = node_info(&config);
+    let publishers = publishers(&config, home)?;
+    info.executors = compute::enabled_executors(config.executors.shell.enabled);
+    info.publishers = publishers.kinds();
     let listeners = config.network.listen.len();
+    let (inbound_tx, inbound_rx) = tokio::sync::mpsc::channel(1024);
+    let offer = compute::Offer {
+        capacity: info.capacity.clone(),
+        executors: info.executors.clone(),
+        allow_requesters: compute::allow_list(&config.compute.allow_requesters),
+        max_queue: config.compute.max_queue,
+    };
     let net = net::start(
         keypair,
         NetConfig {
@@ -109,9 +123,26 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
             ttl: config.network.ttl(),
             info,
         },
-        None,
+        Some(inbound_tx),
     )
     .await?;
+    let work_dir = if config.compute.work_dir.as_os_str().is_empty() {
+        home.join("work")
+    } else {
+        config.compute.work_dir.clone()
+    };
+    let compute = Compute::new(
+        ComputeConfig {
+            offer,
+            work_dir,
+            heartbeat: Duration::from_millis(config.compute.heartbeat_ms),
+            max_input_bytes: config.compute.max_input_mb * 1024 * 1024,
+            corrupt_output: std::env::var("SHOAL_TEST_CORRUPT_OUTPUT").is_ok_and(|v| v == "1"),
+        },
+        net.clone(),
+        publishers,
+    );
+    tokio::spawn(compute.run(inbound_rx));
     let status_url = if config.status.addr.is_empty() {
         None
     } else {
@@ -151,7 +182,8 @@ pub async fn run(home: &Path, overrides: Overrides) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_listeners(net: &NetHandle, listeners: usize) -> anyhow::Result<Vec<String>> {
+/// Waits until the network reports `listeners` listen addresses.
+pub async fn wait_for_listeners(net: &NetHandle, listeners: usize) -> anyhow::Result<Vec<String>> {
     let mut watch = net.watch();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -167,13 +199,31 @@ async fn wait_for_listeners(net: &NetHandle, listeners: usize) -> anyhow::Result
     }
 }
 
-fn write_run_file(home: &Path, info: &RunInfo) -> anyhow::Result<()> {
+/// Writes `<home>/run.json` atomically.
+pub fn write_run_file(home: &Path, info: &RunInfo) -> anyhow::Result<()> {
     let path = home.join(RUN_FILE);
     let tmp = home.join(format!("{RUN_FILE}.tmp"));
     std::fs::write(&tmp, serde_json::to_vec_pretty(info)?)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// The publisher drivers the config enables.
+fn publishers(config: &Config, home: &Path) -> anyhow::Result<Publishers> {
+    let mut publishers = Publishers::default();
+    let root = &config.publishers.local.root;
+    if !root.as_os_str().is_empty() {
+        let root = if root.is_absolute() {
+            root.clone()
+        } else {
+            home.join(root)
+        };
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("publishers.local.root {}: cannot create it", root.display()))?;
+        publishers.add(Box::new(LocalPublisher::new(root)));
+    }
+    Ok(publishers)
 }
 
 fn node_info(config: &Config) -> NodeInfo {

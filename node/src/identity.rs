@@ -63,11 +63,10 @@ pub fn load(path: &Path) -> Result<Keypair, IdentityError> {
             }
         }
     })?;
-    let keypair =
-        Keypair::from_protobuf_encoding(&bytes).map_err(|e| IdentityError::Corrupt {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
+    let keypair = Keypair::from_protobuf_encoding(&bytes).map_err(|e| IdentityError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
     if keypair.clone().try_into_ed25519().is_err() {
         return Err(IdentityError::Corrupt {
             path: path.to_owned(),
@@ -111,13 +110,18 @@ mod tests {
         let path = dir.path().join(IDENTITY_FILE);
         fs::write(&path, b"not a key").unwrap();
         let err = load(&path).unwrap_err().to_string();
-        assert!(err.contains("identity.key") && err.contains("corrupt"), "{err}");
+        assert!(
+            err.contains("identity.key") && err.contains("corrupt"),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_identity_says_how_to_create_one() {
         let dir = tempfile::tempdir().unwrap();
-        let err = load(&dir.path().join(IDENTITY_FILE)).unwrap_err().to_string();
+        let err = load(&dir.path().join(IDENTITY_FILE))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("shoal-node init"), "{err}");
     }
 }

@@ -2,9 +2,12 @@
 //! placement, and the `shoal-node` daemon.
 
 pub mod cli;
+pub mod compute;
 pub mod config;
 pub mod daemon;
+pub mod executor;
 pub mod identity;
+pub mod inputs;
 pub mod membership;
 pub mod net;
 pub mod placement;

@@ -150,10 +150,16 @@ mod tests {
     fn member_joins_updates_and_expires_after_ttl() {
         let (mut m, t0) = table();
         let peer = Keypair::generate_ed25519();
-        assert_eq!(m.apply(Announcement::Alive(info(&peer, 1)), t0), Change::Joined);
+        assert_eq!(
+            m.apply(Announcement::Alive(info(&peer, 1)), t0),
+            Change::Joined
+        );
         assert_eq!(m.snapshot().len(), 2);
         let t1 = t0 + Duration::from_secs(10);
-        assert_eq!(m.apply(Announcement::Alive(info(&peer, 2)), t1), Change::Updated);
+        assert_eq!(
+            m.apply(Announcement::Alive(info(&peer, 2)), t1),
+            Change::Updated
+        );
         assert!(m.expire(t1 + Duration::from_secs(15)).is_empty());
         assert_eq!(m.expire(t1 + Duration::from_secs(16)).len(), 1);
         assert_eq!(m.snapshot().len(), 1);
@@ -171,8 +177,14 @@ mod tests {
         };
         assert_eq!(m.apply(leave, t0), Change::Left);
         assert!(!m.contains(&id));
-        assert_eq!(m.apply(Announcement::Alive(info(&peer, 3)), t0), Change::Ignored);
-        assert_eq!(m.apply(Announcement::Alive(info(&peer, 5)), t0), Change::Joined);
+        assert_eq!(
+            m.apply(Announcement::Alive(info(&peer, 3)), t0),
+            Change::Ignored
+        );
+        assert_eq!(
+            m.apply(Announcement::Alive(info(&peer, 5)), t0),
+            Change::Joined
+        );
     }
 
     #[test]
@@ -180,14 +192,20 @@ mod tests {
         let (mut m, t0) = table();
         let peer = Keypair::generate_ed25519();
         m.apply(Announcement::Alive(info(&peer, 5)), t0);
-        assert_eq!(m.apply(Announcement::Alive(info(&peer, 4)), t0), Change::Ignored);
+        assert_eq!(
+            m.apply(Announcement::Alive(info(&peer, 4)), t0),
+            Change::Ignored
+        );
     }
 
     #[test]
     fn own_announcements_do_not_duplicate_self() {
         let me = Keypair::generate_ed25519();
         let mut m = Membership::new(info(&me, 0), Duration::from_secs(1));
-        assert_eq!(m.apply(Announcement::Alive(info(&me, 9)), Instant::now()), Change::Ignored);
+        assert_eq!(
+            m.apply(Announcement::Alive(info(&me, 9)), Instant::now()),
+            Change::Ignored
+        );
         assert_eq!(m.snapshot().len(), 1);
     }
 }

@@ -26,9 +26,7 @@ pub async fn serve(addr: &str, net: NetHandle) -> std::io::Result<SocketAddr> {
 
 /// The status routes, for embedding in a larger router.
 pub fn router(net: NetHandle) -> Router {
-    Router::new()
-        .route("/status", get(status))
-        .with_state(net)
+    Router::new().route("/status", get(status)).with_state(net)
 }
 
 async fn status(State(net): State<NetHandle>) -> Json<Snapshot> {

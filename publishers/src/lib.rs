@@ -1,3 +1,9 @@
-//! shoal publishers.
+//! shoal publishers: the `Publisher` trait, its drivers, and content
+//! addressing (UnixFS CIDs, CARv1, Filecoin piece commitments).
 
+pub mod content;
+pub mod local;
+pub mod publisher;
 pub mod target;
+
+pub use publisher::{Output, PublishError, Publisher, Publishers};

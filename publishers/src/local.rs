@@ -26,6 +26,7 @@ impl LocalPublisher {
     }
 
     fn destination(&self, target: &Target, output: &Output<'_>) -> Result<PathBuf, PublishError> {
+        #[allow(irrefutable_let_patterns)] // more targets come with the S3 and IPFS drivers
         let Target::Local(local) = target else {
             return Err(PublishError::NotConfigured(DRIVER));
         };

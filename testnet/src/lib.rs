@@ -5,6 +5,8 @@
 //! fresh home, OS-picked ports and mDNS off; the first is the bootstrap peer
 //! of the rest. Tests under `tests/` use this library too.
 
+pub mod demo;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -18,6 +20,8 @@ use tokio::time::Instant;
 
 /// Hidden subcommand that runs a node from this binary.
 pub const NODE_SUBCOMMAND: &str = "__node";
+/// Hidden subcommand that runs the `shoal` CLI (and requester) from this binary.
+pub const SHOAL_SUBCOMMAND: &str = "__shoal";
 
 /// One member as `/status` lists it (the fields the testnet reads).
 #[derive(Debug, Clone, Deserialize)]
@@ -111,6 +115,8 @@ impl Options {
 /// A running local network.
 pub struct Testnet {
     pub nodes: Vec<NodeProcess>,
+    /// The requester, once [`Testnet::start_requester`] ran.
+    pub requester: Option<NodeProcess>,
     options: Options,
     root: PathBuf,
     _temp: Option<tempfile::TempDir>,
@@ -136,6 +142,7 @@ impl Testnet {
         };
         let mut net = Testnet {
             nodes: Vec::new(),
+            requester: None,
             options,
             root,
             _temp: temp,
@@ -169,6 +176,9 @@ impl Testnet {
         config.network.mdns = false;
         config.network.announce_interval_ms = 1000;
         config.status.addr = "127.0.0.1:0".into();
+        config.executors.shell.enabled = true;
+        config.publishers.local.root = "published".into();
+        config.compute.heartbeat_ms = 500;
         if let Some(first) = self.nodes.first() {
             if let Some(addr) = first.tcp_multiaddr() {
                 config.network.bootstrap = vec![addr.parse()?];
@@ -205,6 +215,80 @@ impl Testnet {
             child: Some(child),
         });
         Ok(self.nodes.last().expect("just pushed"))
+    }
+
+    /// Starts the requester (`shoal serve`) bootstrapped from the first node
+    /// and waits until it sees every node. `extra` are more `serve` flags.
+    pub async fn start_requester(&mut self, extra: &[&str]) -> anyhow::Result<String> {
+        let home = self.root.join("requester");
+        std::fs::create_dir_all(&home)?;
+        let mut command = Command::new(&self.options.exe);
+        command
+            .arg(SHOAL_SUBCOMMAND)
+            .args(["serve", "--home"])
+            .arg(&home)
+            .args(["--api-addr", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args(extra);
+        if let Some(addr) = self.nodes.first().and_then(|n| n.tcp_multiaddr()) {
+            command.args(["--bootstrap", &addr]);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.join("requester.log"))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let _ = std::fs::remove_file(home.join(RUN_FILE));
+        let mut child = command.spawn().context("cannot start the requester")?;
+        let run = wait_for_run_file(&home, &mut child, "requester").await?;
+        let api = run.status_url.clone().unwrap_or_default();
+        self.requester = Some(NodeProcess {
+            name: "requester".into(),
+            home,
+            run,
+            child: Some(child),
+        });
+        let expected = self.nodes.iter().filter(|n| n.is_running()).count() + 1;
+        let deadline = Instant::now() + self.options.converge_timeout;
+        loop {
+            let seen = self
+                .http
+                .get(format!("{api}/nodes"))
+                .send()
+                .await
+                .ok()
+                .map(|r| r.json::<Vec<Member>>());
+            if let Some(members) = seen {
+                if members.await.map(|m| m.len()).unwrap_or(0) >= expected {
+                    return Ok(api);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the requester did not see all {expected} members in time; see {}",
+                    self.root.join("requester/requester.log").display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the requester with SIGINT and waits for it.
+    pub async fn stop_requester(&mut self) -> anyhow::Result<()> {
+        if let Some(mut requester) = self.requester.take() {
+            requester.signal(nix::sys::signal::Signal::SIGINT)?;
+            requester.wait().await?;
+        }
+        Ok(())
     }
 
     /// Fetches one node's `/status`.
@@ -274,6 +358,7 @@ impl Testnet {
 
     /// Stops every node with SIGINT (they announce they leave) and waits.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_requester().await?;
         for node in self.nodes.iter().filter(|n| n.is_running()) {
             let _ = node.signal(nix::sys::signal::Signal::SIGINT);
         }

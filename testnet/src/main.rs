@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use shoal_testnet::{NODE_SUBCOMMAND, Options, Testnet};
+use shoal_testnet::{NODE_SUBCOMMAND, Options, SHOAL_SUBCOMMAND, Testnet, demo};
 
 /// Run a local multi-node shoal network.
 #[derive(Debug, Parser)]
@@ -28,6 +28,17 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Start a network, run a sharded word-count job, print where every
+    /// shard was published, verify every output, and shut down.
+    Demo {
+        #[arg(long, default_value_t = 4)]
+        nodes: usize,
+        #[arg(long, default_value_t = 20)]
+        shards: usize,
+        /// Keep node homes here instead of a temp dir (kept after exit).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -36,6 +47,11 @@ fn main() -> ExitCode {
         args.remove(1);
         args[0] = "shoal-node".into();
         return shoal_node::cli::main(shoal_node::cli::Cli::parse_from(args));
+    }
+    if args.get(1).map(String::as_str) == Some(SHOAL_SUBCOMMAND) {
+        args.remove(1);
+        args[0] = "shoal".into();
+        return shoal_requester::cli::main(shoal_requester::cli::Cli::parse_from(args));
     }
     shoal_node::cli::init_tracing();
     let cli = Cli::parse();
@@ -66,7 +82,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut options = Options::new(exe);
             options.dir = dir;
             options.converge_timeout = std::time::Duration::from_secs(timeout);
-            let net = Testnet::start(nodes, options).await?;
+            let mut net = Testnet::start(nodes, options).await?;
+            let api = net.start_requester(&[]).await?;
             for node in &net.nodes {
                 println!(
                     "{}  {}  {}  {}",
@@ -76,10 +93,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     node.status_url()
                 );
             }
+            println!("requester  {api}");
+            println!("export SHOAL_API={api}");
             println!("ready: {} nodes", net.nodes.len());
             shoal_node::daemon::wait_for_signal().await?;
             eprintln!("stopping {} nodes", net.nodes.len());
             net.stop().await
+        }
+        Command::Demo { nodes, shards, dir } => {
+            let exe = std::env::current_exe().context("cannot find this binary")?;
+            let mut options = Options::new(exe);
+            options.dir = dir;
+            println!("starting {nodes} nodes and a requester on 127.0.0.1 ...");
+            let mut net = Testnet::start(nodes, options).await?;
+            let api = net.start_requester(&[]).await?;
+            println!("network ready: {nodes} nodes, requester API {api}");
+            let result = demo::run(&net, &api, shards).await;
+            net.stop().await?;
+            let view = result?;
+            if view.state != shoal_requester::model::JobState::Completed {
+                anyhow::bail!("job {} ended {:?}: {:?}", view.id, view.state, view.counts);
+            }
+            println!("demo complete: job {} published all {} shards", view.id, view.shards.len());
+            Ok(())
         }
     }
 }

@@ -29,7 +29,10 @@ pub struct Behaviour {
     pub job: cbor::Behaviour<Request, Response>,
 }
 
-pub(super) fn build_swarm(keypair: &Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>, String> {
+pub(super) fn build_swarm(
+    keypair: &Keypair,
+    config: &NetConfig,
+) -> Result<Swarm<Behaviour>, String> {
     let mdns_enabled = config.mdns;
     let swarm = SwarmBuilder::with_existing_identity(keypair.clone())
         .with_tokio()
@@ -40,51 +43,57 @@ pub(super) fn build_swarm(keypair: &Keypair, config: &NetConfig) -> Result<Swarm
         )
         .map_err(|e| format!("tcp transport: {e}"))?
         .with_quic()
-        .with_behaviour(|key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
-            let peer_id = key.public().to_peer_id();
-            let gossipsub_config = gossipsub::ConfigBuilder::default()
-                .heartbeat_interval(Duration::from_millis(500))
-                .validation_mode(gossipsub::ValidationMode::Strict)
-                .validate_messages()
-                // Room for an oversized announcement to arrive and be counted;
-                // the membership decoder enforces the real limit.
-                .max_transmit_size(4 * MAX_ANNOUNCEMENT_BYTES)
-                .build()?;
-            let gossipsub = gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub_config,
-            )?;
-            let mut kad = kad::Behaviour::with_config(
-                peer_id,
-                kad::store::MemoryStore::new(peer_id),
-                kad::Config::new(KAD_PROTOCOL),
-            );
-            kad.set_mode(Some(kad::Mode::Server));
-            let mdns = if mdns_enabled {
-                Some(mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)?)
-            } else {
-                None
-            };
-            let codec = cbor::codec::Codec::default()
-                .set_request_size_maximum(job::MAX_REQUEST_BYTES)
-                .set_response_size_maximum(job::MAX_RESPONSE_BYTES);
-            let job = request_response::Behaviour::with_codec(
-                codec,
-                [(StreamProtocol::new(job::PROTOCOL), ProtocolSupport::Full)],
-                request_response::Config::default().with_request_timeout(Duration::from_secs(30)),
-            );
-            Ok(Behaviour {
-                identify: identify::Behaviour::new(identify::Config::new(
-                    IDENTIFY_VERSION.into(),
-                    key.public(),
-                )),
-                ping: ping::Behaviour::new(ping::Config::new()),
-                kad,
-                mdns: Toggle::from(mdns),
-                gossipsub,
-                job,
-            })
-        })
+        .with_behaviour(
+            |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+                let peer_id = key.public().to_peer_id();
+                let gossipsub_config = gossipsub::ConfigBuilder::default()
+                    .heartbeat_interval(Duration::from_millis(500))
+                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .validate_messages()
+                    // Room for an oversized announcement to arrive and be counted;
+                    // the membership decoder enforces the real limit.
+                    .max_transmit_size(4 * MAX_ANNOUNCEMENT_BYTES)
+                    .build()?;
+                let gossipsub = gossipsub::Behaviour::new(
+                    gossipsub::MessageAuthenticity::Signed(key.clone()),
+                    gossipsub_config,
+                )?;
+                let mut kad = kad::Behaviour::with_config(
+                    peer_id,
+                    kad::store::MemoryStore::new(peer_id),
+                    kad::Config::new(KAD_PROTOCOL),
+                );
+                kad.set_mode(Some(kad::Mode::Server));
+                let mdns = if mdns_enabled {
+                    Some(mdns::tokio::Behaviour::new(
+                        mdns::Config::default(),
+                        peer_id,
+                    )?)
+                } else {
+                    None
+                };
+                let codec = cbor::codec::Codec::default()
+                    .set_request_size_maximum(job::MAX_REQUEST_BYTES)
+                    .set_response_size_maximum(job::MAX_RESPONSE_BYTES);
+                let job = request_response::Behaviour::with_codec(
+                    codec,
+                    [(StreamProtocol::new(job::PROTOCOL), ProtocolSupport::Full)],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30)),
+                );
+                Ok(Behaviour {
+                    identify: identify::Behaviour::new(identify::Config::new(
+                        IDENTIFY_VERSION.into(),
+                        key.public(),
+                    )),
+                    ping: ping::Behaviour::new(ping::Config::new()),
+                    kad,
+                    mdns: Toggle::from(mdns),
+                    gossipsub,
+                    job,
+                })
+            },
+        )
         .map_err(|e| format!("behaviour: {e}"))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
         .build();

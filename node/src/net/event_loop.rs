@@ -281,7 +281,10 @@ impl EventLoop {
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(peers)) => {
                 for (peer_id, addr) in peers {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, addr.clone());
                     if !self.swarm.is_connected(&peer_id) {
                         let _ = self.swarm.dial(addr);
                     }

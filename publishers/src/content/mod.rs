@@ -140,8 +140,9 @@ impl BlockSink for NullSink {
     }
 }
 
-/// The CID of `data` stored as a block of `codec` under `version`.
-pub(crate) fn block_cid(version: cid::Version, codec: u64, data: &[u8]) -> Cid {
+/// The sha2-256 CID of `data` stored as a block of `codec` under `version`
+/// (a CIDv0 is always dag-pb, whatever `codec` says).
+pub fn block_cid(version: cid::Version, codec: u64, data: &[u8]) -> Cid {
     let digest = Sha256::digest(data);
     let hash = Multihash::<64>::wrap(SHA2_256, &digest)
         .expect("a 32-byte digest always fits a 64-byte multihash");

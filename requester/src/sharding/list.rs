@@ -80,12 +80,13 @@ fn list_local(root: &str) -> Result<Vec<InputFile>, ShardingError> {
         for entry in entries {
             let entry = entry.map_err(|e| io_error(&dir, e))?;
             let path = entry.path();
-            let file_name = entry
-                .file_name()
-                .into_string()
-                .map_err(|_| ShardingError::NonUtf8Name {
-                    path: path.to_string_lossy().into_owned(),
-                })?;
+            let file_name =
+                entry
+                    .file_name()
+                    .into_string()
+                    .map_err(|_| ShardingError::NonUtf8Name {
+                        path: path.to_string_lossy().into_owned(),
+                    })?;
             let rel = if rel_dir.is_empty() {
                 file_name
             } else {

@@ -83,7 +83,11 @@ pub fn glob_matcher(glob: &str) -> Result<GlobMatcher, globset::Error> {
 
 /// Cuts `files` into shards of up to `batch_size` inputs whose names match
 /// `glob`, in name order.
-pub fn cut(files: Vec<InputFile>, glob: &str, batch_size: u32) -> Result<Vec<Shard>, ShardingError> {
+pub fn cut(
+    files: Vec<InputFile>,
+    glob: &str,
+    batch_size: u32,
+) -> Result<Vec<Shard>, ShardingError> {
     if batch_size == 0 {
         return Err(ShardingError::ZeroBatchSize);
     }

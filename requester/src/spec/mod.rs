@@ -199,9 +199,21 @@ impl fmt::Display for SpecError {
 impl std::error::Error for SpecError {}
 
 /// Parses a YAML job spec and validates it.
+///
+/// Enums (`inputs`, `publish` targets) are written as single-key maps
+/// (`local: {path: ...}`), the form users know from other tools, rather than
+/// serde_yaml_ng's default of YAML tags (`!local`).
 pub fn parse(yaml: &str) -> Result<JobSpec, SpecError> {
+    // A malformed document is reported with its line and column only: a
+    // field path taken mid-parse would point somewhere arbitrary.
+    if let Err(e) = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(yaml) {
+        return Err(SpecError::new("", e.to_string()));
+    }
+    let mut track = serde_path_to_error::Track::new();
     let de = serde_yaml_ng::Deserializer::from_str(yaml);
-    let spec: JobSpec = serde_path_to_error::deserialize(de).map_err(from_yaml_error)?;
+    let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
+    let spec: JobSpec = serde_yaml_ng::with::singleton_map_recursive::deserialize(tracked)
+        .map_err(|e| from_yaml_error(&track.path(), e))?;
     spec.validate()?;
     Ok(spec)
 }
@@ -209,9 +221,12 @@ pub fn parse(yaml: &str) -> Result<JobSpec, SpecError> {
 impl JobSpec {
     /// Parses a JSON job spec (as stored or posted to the API) and validates it.
     pub fn from_json(json: &str) -> Result<JobSpec, SpecError> {
-        let mut de = serde_json::Deserializer::from_str(json);
-        let spec: JobSpec = serde_path_to_error::deserialize(&mut de).map_err(from_json_error)?;
-        de.end().map_err(|e| SpecError::new("", e.to_string()))?;
+        // Through a Value: syntax errors are told apart from wrong fields, and
+        // enums with the wrong number of keys get the same message as in YAML.
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| SpecError::new("", e.to_string()))?;
+        let spec: JobSpec = serde_path_to_error::deserialize(value)
+            .map_err(|e| refine(field_of(e.path()), &e.into_inner().to_string()))?;
         spec.validate()?;
         Ok(spec)
     }
@@ -227,20 +242,11 @@ impl JobSpec {
     }
 }
 
-fn from_yaml_error(err: serde_path_to_error::Error<serde_yaml_ng::Error>) -> SpecError {
-    let field = field_of(err.path());
-    let inner = err.into_inner();
+fn from_yaml_error(path: &serde_path_to_error::Path, err: serde_yaml_ng::Error) -> SpecError {
     // serde_yaml_ng prefixes its own notion of the path; ours (which knows
-    // about enum variants) is already in `field`.
-    let text = inner.to_string();
-    let message = strip_path_prefix(&text).to_owned();
-    with_missing_field(field, message)
-}
-
-fn from_json_error(err: serde_path_to_error::Error<serde_json::Error>) -> SpecError {
-    let field = field_of(err.path());
-    let message = err.into_inner().to_string();
-    with_missing_field(field, message)
+    // about enum variants) goes in `field`.
+    let text = err.to_string();
+    refine(field_of(path), strip_path_prefix(&text))
 }
 
 fn field_of(path: &serde_path_to_error::Path) -> String {
@@ -248,24 +254,34 @@ fn field_of(path: &serde_path_to_error::Path) -> String {
     if field == "." { String::new() } else { field }
 }
 
-/// serde reports a missing field against the struct that lacks it; the user
-/// wants to be told the field's own path.
-fn with_missing_field(field: String, message: String) -> SpecError {
-    let missing = message
-        .strip_prefix("missing field `")
+/// Points serde's messages at the field the user has to fix, in the user's
+/// terms.
+fn refine(field: String, message: &str) -> SpecError {
+    // serde reports a missing or unknown field against the struct that holds
+    // it (internally tagged enums lose even the key path); name the field.
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| message.strip_prefix(prefix))
         .and_then(|rest| rest.split_once('`'))
-        .map(|(name, _)| name.to_owned());
-    match missing {
-        Some(name) => {
-            let full = if field.is_empty() {
-                name
-            } else {
-                format!("{field}.{name}")
-            };
-            SpecError::new(full, message)
-        }
-        None => SpecError::new(field, message),
-    }
+        .map(|(name, _)| name);
+    let field = match named {
+        Some(name) if field.is_empty() => name.to_owned(),
+        Some(name) if field.rsplit('.').next() != Some(name) => format!("{field}.{name}"),
+        _ => field,
+    };
+    // An enum written as a map (`inputs: {local: ...}`) with several keys.
+    let several_keys = "invalid value: map, expected map with a single key";
+    let message = if message.contains(several_keys) {
+        let fix = if field == "inputs" {
+            "must name exactly one source: `local`, `urls` or `inline`"
+        } else {
+            "must have exactly one key naming its kind, e.g. `local: {...}`"
+        };
+        message.replacen(several_keys, fix, 1)
+    } else {
+        message.to_owned()
+    };
+    SpecError::new(field, message)
 }
 
 /// Drops a leading `some.path: ` that serde_yaml_ng puts before its messages.

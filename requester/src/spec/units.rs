@@ -191,7 +191,11 @@ mod tests {
             let err = ByteSize::parse(bad).unwrap_err();
             assert!(err.contains("512MiB"), "{bad}: {err}");
         }
-        assert!(ByteSize::parse("99999999TiB").unwrap_err().contains("too large"));
+        assert!(
+            ByteSize::parse("99999999TiB")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]
@@ -230,11 +234,17 @@ mod tests {
     fn units_round_trip_through_json() {
         for size in [0, 1023, 1000, 512 << 20, 3 << 30] {
             let json = serde_json::to_string(&ByteSize(size)).unwrap();
-            assert_eq!(serde_json::from_str::<ByteSize>(&json).unwrap(), ByteSize(size));
+            assert_eq!(
+                serde_json::from_str::<ByteSize>(&json).unwrap(),
+                ByteSize(size)
+            );
         }
         for secs in [0, 59, 60, 3600, 3601] {
             let json = serde_json::to_string(&Seconds(secs)).unwrap();
-            assert_eq!(serde_json::from_str::<Seconds>(&json).unwrap(), Seconds(secs));
+            assert_eq!(
+                serde_json::from_str::<Seconds>(&json).unwrap(),
+                Seconds(secs)
+            );
         }
     }
 }

@@ -26,10 +26,16 @@ impl JobSpec {
     fn check_sharding(&self) -> Check {
         let glob = &self.sharding.glob;
         if glob.is_empty() {
-            return fail("sharding.glob", "must not be empty; use `**` for every input");
+            return fail(
+                "sharding.glob",
+                "must not be empty; use `**` for every input",
+            );
         }
         if let Err(e) = crate::sharding::glob_matcher(glob) {
-            return fail("sharding.glob", format!("`{glob}` is not a valid glob: {e}"));
+            return fail(
+                "sharding.glob",
+                format!("`{glob}` is not a valid glob: {e}"),
+            );
         }
         if self.sharding.batch_size == 0 {
             return fail("sharding.batch_size", "must be at least 1");
@@ -123,10 +129,7 @@ fn check_executor(executor: &Executor) -> Check {
             if program.is_empty() {
                 return fail("executor.command[0]", "must not be empty");
             }
-            if let Some(key) = env
-                .keys()
-                .find(|k| k.is_empty() || k.contains(['=', '\0']))
-            {
+            if let Some(key) = env.keys().find(|k| k.is_empty() || k.contains(['=', '\0'])) {
                 return fail(
                     "executor.env",
                     format!("{key:?} is not a valid variable name"),
