@@ -278,3 +278,27 @@ fn piece_cid_matches_go_fil_commcid_fixture() {
         Some("baga6ea4seaqes3nobte6ezpp4wqan2age2s5yxcatzotcvobhgcmv5wi2xh5mbi")
     );
 }
+
+#[test]
+fn piece_cids_of_pseudo_random_payloads_match_data_segment() {
+    // @web3-storage/data-segment 5.3.0 `Piece.fromPayload` (FRC-0058 reference
+    // code, itself checked against the go-fil-commcid fixture above) over the
+    // xorshift payloads; see tests/vectors/README.md. Trees up to 2^19 leaves.
+    let vectors = [
+        (65, 128, "baga6ea4seaqheqhaie3icht2guozbbkb22yiz5oakppisxwjrrm2zotgzju4qoy"),
+        (127, 128, "baga6ea4seaqg34qxnqt5uaqsizc4edxtdgbbggkltijhuw7xgr7lfc3du5z24dy"),
+        (128, 256, "baga6ea4seaqabmkr34ti7jro5qmxe53mcmzqjdplljen3yh6aqxdlob4vqvrsla"),
+        (1000, 1024, "baga6ea4seaqjyyqo347vmqp4niib45vghuerdkq3x3dhaxncxeh62glgcabjemq"),
+        (65024, 65536, "baga6ea4seaqdwmtnmjoc3gomiws4kfc5j6wizwzmyfurmzhkg7zngpjoi2ehqiy"),
+        (65025, 131072, "baga6ea4seaqmusyaabkq6kdj6n3bk34jpgpxfuceiv3av54ofy6rmwwh424ccmi"),
+        (1_048_583, 2_097_152, "baga6ea4seaqiunl4rsqvqhjmyjyvmdu62nnvsg64mhh7uezi25rfioujkzbuoky"),
+        (10_000_000, 16_777_216, "baga6ea4seaqcbddrtyyn45g7yhulkkduedqresa4bvhhuqwewprj76jwuwxa4by"),
+    ];
+    let data = xorshift(10_000_000);
+    for (len, padded, expected) in vectors {
+        let commitment = piece_cid(&data[..len]).ok();
+        assert_eq!(commitment.map(|c| c.padded_size), Some(padded), "{len} bytes");
+        assert_eq!(commitment.map(|c| c.cid().to_string()).as_deref(), Some(expected), "{len} bytes");
+        assert_eq!(commitment.map(|c| c.unpadded_size), Some(padded / 128 * 127));
+    }
+}

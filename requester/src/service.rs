@@ -56,7 +56,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         Some(inbound_tx),
     )
     .await?;
-    let orchestrator = Orchestrator::new(net.clone(), store, options.orchestrator.clone());
+    let orchestrator = Orchestrator::new(net.clone(), store.clone(), options.orchestrator.clone());
     let resumed = orchestrator.resume()?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed unfinished jobs from the store");
@@ -90,6 +90,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     shoal_node::daemon::wait_for_signal().await?;
     tracing::info!("signal received; stopping the requester");
     net.shutdown().await;
+    store.flush().await;
     let _ = std::fs::remove_file(home.join(RUN_FILE));
     Ok(())
 }

@@ -98,6 +98,8 @@ pub struct Options {
     pub configure: Box<dyn Fn(usize, &mut Config) + Send + Sync>,
     /// How long to wait for a full membership view.
     pub converge_timeout: Duration,
+    /// Extra environment for a node (index -> variables), e.g. test switches.
+    pub node_env: Box<dyn Fn(usize) -> Vec<(String, String)> + Send + Sync>,
 }
 
 impl Options {
@@ -108,6 +110,7 @@ impl Options {
             dir: None,
             configure: Box::new(|_, _| {}),
             converge_timeout: Duration::from_secs(60),
+            node_env: Box::new(|_| Vec::new()),
         }
     }
 }
@@ -196,6 +199,7 @@ impl Testnet {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
+            .envs((self.options.node_env)(index))
             .kill_on_drop(true);
         // The node dies with us, even if we are killed.
         unsafe {

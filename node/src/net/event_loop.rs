@@ -310,6 +310,13 @@ impl EventLoop {
             }
         };
         let peer_id = announcement.peer_id().to_owned();
+        if let (Announcement::Alive(info), Ok(peer)) = (&announcement, peer_id.parse::<PeerId>()) {
+            // Direct requests (awards, reports) dial members by peer id: keep
+            // their announced addresses, which change when they restart.
+            for addr in info.listen_addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+                self.swarm.add_peer_address(peer, addr);
+            }
+        }
         let change = self
             .membership
             .apply(announcement.clone(), std::time::Instant::now());

@@ -248,6 +248,9 @@ async fn award(
         cid: None,
     });
     inner.save(job, record);
+    // Durable before it goes out: a requester killed right after the award
+    // must not award the shard again when it restarts.
+    inner.store.flush().await;
     let answer = tokio::time::timeout(
         inner.config.bid_timeout,
         inner

@@ -78,12 +78,12 @@ fn parse_with_units(text: &str, units: &[(&str, u64)], hint: &str) -> Result<u64
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
-/// The value in the largest unit that divides it exactly, if any but the
-/// smallest does.
+/// The value in the largest unit that divides it exactly; 0 stays in the
+/// smallest unit.
 fn largest_exact_unit(value: u64, units: &[(&'static str, u64)]) -> (u64, &'static str) {
     units
         .iter()
-        .find(|(_, m)| value != 0 && value % m == 0)
+        .find(|(_, m)| value != 0 && value.is_multiple_of(*m))
         .map(|(name, m)| (value / m, *name))
         .unwrap_or((value, units[units.len() - 1].0))
 }
