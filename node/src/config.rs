@@ -33,6 +33,7 @@ pub enum ConfigError {
 /// The whole operator configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[derive(Default)]
 pub struct Config {
     pub node: NodeSection,
     pub network: NetworkSection,
@@ -130,6 +131,7 @@ pub struct NetworkSection {
 /// The local HTTP status endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[derive(Default)]
 pub struct StatusSection {
     /// `HOST:PORT` to serve `GET /status` on; empty disables it.
     pub addr: String,
@@ -147,20 +149,6 @@ pub struct CapacitySection {
     pub disk_mb: u64,
     /// Shards run at once; also the node's weight in placement.
     pub slots: u32,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            node: NodeSection::default(),
-            network: NetworkSection::default(),
-            status: StatusSection::default(),
-            capacity: CapacitySection::default(),
-            compute: ComputeSection::default(),
-            executors: ExecutorsSection::default(),
-            publishers: PublishersSection::default(),
-        }
-    }
 }
 
 impl Default for NodeSection {
@@ -185,14 +173,6 @@ impl Default for NetworkSection {
             mdns: true,
             announce_interval_ms: 5000,
             ttl_ms: 0,
-        }
-    }
-}
-
-impl Default for StatusSection {
-    fn default() -> Self {
-        StatusSection {
-            addr: String::new(),
         }
     }
 }

@@ -219,8 +219,9 @@ fn publishers(config: &Config, home: &Path) -> anyhow::Result<Publishers> {
         } else {
             home.join(root)
         };
-        std::fs::create_dir_all(&root)
-            .with_context(|| format!("publishers.local.root {}: cannot create it", root.display()))?;
+        std::fs::create_dir_all(&root).with_context(|| {
+            format!("publishers.local.root {}: cannot create it", root.display())
+        })?;
         publishers.add(Box::new(LocalPublisher::new(root)));
     }
     Ok(publishers)

@@ -18,7 +18,9 @@ use shoal_publishers::content::{Profile, import_file, piece_cid};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size_mib: u64 = match std::env::args().nth(1) {
-        Some(arg) => arg.parse().map_err(|_| format!("SIZE_MIB must be a whole number, not {arg:?}"))?,
+        Some(arg) => arg
+            .parse()
+            .map_err(|_| format!("SIZE_MIB must be a whole number, not {arg:?}"))?,
         None => 1024,
     };
     let bytes = size_mib << 20;

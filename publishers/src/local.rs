@@ -48,7 +48,11 @@ fn safe_relative(path: &str) -> Result<PathBuf, String> {
         match component {
             Component::Normal(c) => out.push(c),
             Component::CurDir => {}
-            _ => return Err(format!("path {path:?} must be relative and must not contain '..'")),
+            _ => {
+                return Err(format!(
+                    "path {path:?} must be relative and must not contain '..'"
+                ));
+            }
         }
     }
     Ok(out)

@@ -14,7 +14,9 @@ use proptest::option;
 use proptest::prelude::*;
 use shoal_publishers::content::car::{CarError, CarReader};
 use shoal_publishers::content::pb::{PbLink, PbNode, UnixFsData, encode};
-use shoal_publishers::content::{Cid, NullSink, Profile, export_car, import_reader, verify_car, write_car};
+use shoal_publishers::content::{
+    Cid, NullSink, Profile, export_car, import_reader, verify_car, write_car,
+};
 
 /// Reads every block; the error, if any, is the only outcome that matters.
 fn read_all(bytes: &[u8]) -> Result<u64, CarError> {
@@ -30,11 +32,16 @@ fn sample_car() -> &'static (Cid, Vec<u8>) {
         let dir = tempfile::tempdir().expect("temp dir for the sample CAR");
         common::write_tree(
             dir.path(),
-            &[("a", b"alpha\n"), ("sub/b", &common::xorshift(3000)), ("empty", b"")],
+            &[
+                ("a", b"alpha\n"),
+                ("sub/b", &common::xorshift(3000)),
+                ("empty", b""),
+            ],
             &["nothing"],
         )
         .expect("sample tree");
-        let (packed, bytes) = write_car(dir.path(), Profile::V0Default, Vec::new()).expect("sample CAR");
+        let (packed, bytes) =
+            write_car(dir.path(), Profile::V0Default, Vec::new()).expect("sample CAR");
         (packed.root, bytes)
     })
 }
@@ -48,7 +55,12 @@ struct Trickle<'a> {
 
 impl Read for Trickle<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let size = self.sizes.get(self.turn % self.sizes.len().max(1)).copied().unwrap_or(1).max(1);
+        let size = self
+            .sizes
+            .get(self.turn % self.sizes.len().max(1))
+            .copied()
+            .unwrap_or(1)
+            .max(1);
         self.turn += 1;
         let n = size.min(buf.len()).min(self.data.len());
         buf[..n].copy_from_slice(&self.data[..n]);
@@ -123,5 +135,11 @@ fn a_frame_claiming_gigabytes_is_refused_without_allocating() {
     let (_, car) = sample_car();
     let mut forged = car.clone();
     forged.extend_from_slice(&[0x80, 0x80, 0x80, 0x80, 0x10]); // 4 GiB
-    assert!(matches!(read_all(&forged), Err(CarError::TooLarge { len: 4_294_967_296, .. })));
+    assert!(matches!(
+        read_all(&forged),
+        Err(CarError::TooLarge {
+            len: 4_294_967_296,
+            ..
+        })
+    ));
 }

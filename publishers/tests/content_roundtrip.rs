@@ -15,8 +15,8 @@ use shoal_publishers::content::car::{CarError, CarReader, CarWriter};
 use shoal_publishers::content::pb::{DataType, PbLink, PbNode, UnixFsData, encode};
 use shoal_publishers::content::verify::diff_path_against_car;
 use shoal_publishers::content::{
-    Cid, DAG_PB, ExportError, Profile, VerifyError, block_cid, export_car, import_path, verify_car, verify_path,
-    write_car,
+    Cid, DAG_PB, ExportError, Profile, VerifyError, block_cid, export_car, import_path, verify_car,
+    verify_path, write_car,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -48,7 +48,10 @@ fn preorder(root: Cid, store: &HashMap<Cid, Vec<u8>>) -> Vec<Cid> {
         }
         order.push(cid);
         if cid.codec() == DAG_PB {
-            let node = store.get(&cid).and_then(|b| PbNode::decode(b).ok()).unwrap_or_default();
+            let node = store
+                .get(&cid)
+                .and_then(|b| PbNode::decode(b).ok())
+                .unwrap_or_default();
             for link in node.links.iter().rev() {
                 stack.extend(Cid::try_from(link.hash).ok());
             }
@@ -93,8 +96,12 @@ fn files_round_trip_whatever_their_size_or_repeats() -> TestResult {
     let dir = tempfile::tempdir()?;
     let zeros = vec![0u8; 3 * K];
     let repeated: Vec<u8> = [&zeros[..], &xorshift(K), &zeros[..], b"tail"].concat();
-    let cases: [(&str, &[u8]); 4] =
-        [("empty", b""), ("small", b"Hello Worlds!\n"), ("one chunk", &zeros[..K]), ("repeats", &repeated)];
+    let cases: [(&str, &[u8]); 4] = [
+        ("empty", b""),
+        ("small", b"Hello Worlds!\n"),
+        ("one chunk", &zeros[..K]),
+        ("repeats", &repeated),
+    ];
     for profile in [Profile::V0Default, Profile::V1RawLeaves] {
         for (name, content) in cases {
             let source = dir.path().join("source");
@@ -128,8 +135,11 @@ fn flipped_byte_in_any_car_block_names_that_block() -> TestResult {
         match verify_car(&forged[..], &root) {
             Err(VerifyError::Car(CarError::HashMismatch { index: i, cid: c })) => {
                 assert_eq!((i, c), (index as u64, cid));
-                let message = VerifyError::Car(CarError::HashMismatch { index: i, cid: c }).to_string();
-                assert!(message.contains(&cid.to_string()) && message.contains(&format!("#{index}")));
+                let message =
+                    VerifyError::Car(CarError::HashMismatch { index: i, cid: c }).to_string();
+                assert!(
+                    message.contains(&cid.to_string()) && message.contains(&format!("#{index}"))
+                );
             }
             other => panic!("block #{index}: expected a hash mismatch, got {other:?}"),
         }
@@ -154,7 +164,9 @@ fn flipped_byte_in_a_file_names_that_file() -> TestResult {
 
     // With only the CID, the error names the path that was checked.
     match verify_path(&tree, &root) {
-        Err(VerifyError::Mismatch { path, expected, .. }) => assert_eq!((path, expected), (tree.clone(), root)),
+        Err(VerifyError::Mismatch { path, expected, .. }) => {
+            assert_eq!((path, expected), (tree.clone(), root))
+        }
         other => panic!("expected a mismatch, got {other:?}"),
     }
     // With the expected DAG, it names the file.
@@ -168,7 +180,9 @@ fn flipped_byte_in_a_file_names_that_file() -> TestResult {
     fs::write(&big, &bytes)?;
     fs::remove_file(tree.join("sub/nested/deep.txt"))?;
     match diff_path_against_car(&tree, Cursor::new(&car), &root) {
-        Err(VerifyError::EntryMismatch { path, .. }) => assert_eq!(path, tree.join("sub/nested/deep.txt")),
+        Err(VerifyError::EntryMismatch { path, .. }) => {
+            assert_eq!(path, tree.join("sub/nested/deep.txt"))
+        }
         other => panic!("expected a missing entry, got {other:?}"),
     }
     fs::write(tree.join("sub/nested/deep.txt"), b"deep\n")?;
@@ -211,7 +225,10 @@ fn missing_block_and_wrong_root_are_named() -> TestResult {
         Err(VerifyError::MissingBlock { cid, .. }) => assert_eq!(cid, *dropped),
         other => panic!("expected a missing block, got {other:?}"),
     }
-    assert!(matches!(verify_car(&car[..], dropped), Err(VerifyError::RootNotInHeader { .. })));
+    assert!(matches!(
+        verify_car(&car[..], dropped),
+        Err(VerifyError::RootNotInHeader { .. })
+    ));
     Ok(())
 }
 
@@ -220,12 +237,25 @@ fn car_with_entry_named(names: &[&str]) -> Result<(Cid, Vec<u8>), Box<dyn std::e
     let mut file = UnixFsData::new(DataType::File);
     file.filesize = Some(0);
     let file_data = encode(&file);
-    let leaf = encode(&PbNode { links: vec![], data: Some(&file_data) });
+    let leaf = encode(&PbNode {
+        links: vec![],
+        data: Some(&file_data),
+    });
     let leaf_cid = block_cid(Version::V0, DAG_PB, &leaf);
     let hash = leaf_cid.to_bytes();
     let dir_data = encode(&UnixFsData::new(DataType::Directory));
-    let links = names.iter().map(|name| PbLink { hash: &hash, name: Some(name), tsize: Some(6) }).collect();
-    let dir = encode(&PbNode { links, data: Some(&dir_data) });
+    let links = names
+        .iter()
+        .map(|name| PbLink {
+            hash: &hash,
+            name: Some(name),
+            tsize: Some(6),
+        })
+        .collect();
+    let dir = encode(&PbNode {
+        links,
+        data: Some(&dir_data),
+    });
     let dir_cid = block_cid(Version::V0, DAG_PB, &dir);
     let mut writer = CarWriter::new(Vec::new(), &[dir_cid])?;
     writer.put(&dir_cid, &dir)?;
@@ -236,7 +266,14 @@ fn car_with_entry_named(names: &[&str]) -> Result<(Cid, Vec<u8>), Box<dyn std::e
 #[test]
 fn export_refuses_names_that_could_escape_the_output() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let cases: [&[&str]; 6] = [&[".."], &["."], &[""], &["a/b"], &["../../etc/passwd"], &["same", "same"]];
+    let cases: [&[&str]; 6] = [
+        &[".."],
+        &["."],
+        &[""],
+        &["a/b"],
+        &["../../etc/passwd"],
+        &["same", "same"],
+    ];
     for (i, names) in cases.into_iter().enumerate() {
         let (root, car) = car_with_entry_named(names)?;
         verify_car(&car[..], &root)?;
@@ -256,7 +293,10 @@ fn export_never_overwrites_an_existing_path() -> TestResult {
     let (root, car) = car_with_entry_named(&["file"])?;
     let out = dir.path().join("out");
     fs::create_dir(&out)?;
-    assert!(matches!(export_car(Cursor::new(&car), &root, &out), Err(ExportError::Write { .. })));
+    assert!(matches!(
+        export_car(Cursor::new(&car), &root, &out),
+        Err(ExportError::Write { .. })
+    ));
     fs::remove_dir(&out)?;
     export_car(Cursor::new(&car), &root, &out)?;
     assert_eq!(fs::read(out.join("file"))?, b"");

@@ -62,18 +62,24 @@ fn parse_cid(s: &str) -> Result<Cid, String> {
 }
 
 fn profile(cid_version: u64) -> anyhow::Result<Profile> {
-    Profile::from_cid_version(cid_version).with_context(|| format!("--cid-version must be 0 or 1, not {cid_version}"))
+    Profile::from_cid_version(cid_version)
+        .with_context(|| format!("--cid-version must be 0 or 1, not {cid_version}"))
 }
 
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
-    tokio::task::spawn_blocking(work).await.context("worker thread failed")?
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("worker thread failed")?
 }
 
 /// Prints the root CID of `args.path`.
 pub async fn run_cid(args: CidArgs) -> anyhow::Result<()> {
     let profile = profile(args.cid_version)?;
     let cid = blocking(move || {
-        import_path(&args.path, profile).with_context(|| format!("cannot compute the CID of {}", args.path.display()))
+        import_path(&args.path, profile)
+            .with_context(|| format!("cannot compute the CID of {}", args.path.display()))
     })
     .await?;
     println!("{cid}");
@@ -86,12 +92,16 @@ pub async fn run_car(args: CarArgs) -> anyhow::Result<()> {
     let profile = profile(args.cid_version)?;
     let (packed, piece) = blocking(move || {
         if args.out.exists() {
-            bail!("{} already exists; choose another output path", args.out.display());
+            bail!(
+                "{} already exists; choose another output path",
+                args.out.display()
+            );
         }
         // Write next to the target and rename, so a failed run leaves no half CAR.
         let partial = partial_path(&args.out);
         let result = (|| {
-            let file = File::create(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+            let file = File::create(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
             let out = CommPWriter::new(BufWriter::with_capacity(1 << 20, file));
             let (packed, out) = write_car(&args.path, profile, out)
                 .with_context(|| format!("cannot write a CAR of {}", args.path.display()))?;
@@ -100,7 +110,8 @@ pub async fn run_car(args: CarArgs) -> anyhow::Result<()> {
                 .map_err(|e| e.into_error())
                 .and_then(|f| f.sync_all())
                 .with_context(|| format!("cannot flush {}", partial.display()))?;
-            fs::rename(&partial, &args.out).with_context(|| format!("cannot move the CAR to {}", args.out.display()))?;
+            fs::rename(&partial, &args.out)
+                .with_context(|| format!("cannot move the CAR to {}", args.out.display()))?;
             Ok((packed, piece))
         })();
         if result.is_err() {
@@ -112,12 +123,18 @@ pub async fn run_car(args: CarArgs) -> anyhow::Result<()> {
     println!("root CID:          {}", packed.root);
     println!("piece CID:         {}", piece.cid());
     println!("padded piece size: {}", piece.padded_size);
-    println!("CAR size:          {} bytes, {} blocks", packed.car_bytes, packed.blocks);
+    println!(
+        "CAR size:          {} bytes, {} blocks",
+        packed.car_bytes, packed.blocks
+    );
     Ok(())
 }
 
 fn partial_path(out: &Path) -> PathBuf {
-    let mut name = out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = out
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".partial");
     out.with_file_name(name)
 }
@@ -125,12 +142,21 @@ fn partial_path(out: &Path) -> PathBuf {
 /// Checks a path or a `.car` file against a CID; an error says what differs.
 pub async fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
     let message = blocking(move || {
-        let VerifyArgs { target, cid, against } = args;
-        let is_car = target.extension().is_some_and(|e| e.eq_ignore_ascii_case("car")) && target.is_file();
+        let VerifyArgs {
+            target,
+            cid,
+            against,
+        } = args;
+        let is_car = target
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("car"))
+            && target.is_file();
         if is_car {
-            let file = File::open(&target).with_context(|| format!("cannot open {}", target.display()))?;
-            let summary = verify_car(BufReader::new(file), &cid)
-                .with_context(|| format!("{} does not hold an intact DAG for {cid}", target.display()))?;
+            let file =
+                File::open(&target).with_context(|| format!("cannot open {}", target.display()))?;
+            let summary = verify_car(BufReader::new(file), &cid).with_context(|| {
+                format!("{} does not hold an intact DAG for {cid}", target.display())
+            })?;
             return Ok(format!(
                 "ok: {} holds the complete DAG of {cid} ({} of {} blocks reachable)",
                 target.display(),
@@ -140,7 +166,8 @@ pub async fn run_verify(args: VerifyArgs) -> anyhow::Result<()> {
         }
         let result = match &against {
             Some(car) => {
-                let file = File::open(car).with_context(|| format!("cannot open {}", car.display()))?;
+                let file =
+                    File::open(car).with_context(|| format!("cannot open {}", car.display()))?;
                 diff_path_against_car(&target, BufReader::new(file), &cid)
             }
             None => verify_path(&target, &cid),

@@ -202,7 +202,9 @@ pub struct Manifest {
 }
 
 /// Counts shards per state.
-pub fn count_states<'a>(shards: impl Iterator<Item = &'a ShardRecord>) -> BTreeMap<ShardState, u32> {
+pub fn count_states<'a>(
+    shards: impl Iterator<Item = &'a ShardRecord>,
+) -> BTreeMap<ShardState, u32> {
     let mut counts = BTreeMap::new();
     for shard in shards {
         *counts.entry(shard.state).or_default() += 1;

@@ -75,7 +75,9 @@ impl Store {
 
     /// Queues a shard record write.
     pub fn put_shard(&self, job: &str, shard: &ShardRecord) {
-        let _ = self.writes.send(Write::Shard(job.to_owned(), shard.clone()));
+        let _ = self
+            .writes
+            .send(Write::Shard(job.to_owned(), shard.clone()));
     }
 
     /// Waits until every write queued so far is committed.

@@ -22,7 +22,9 @@ pub fn make_inputs(dir: &Path, count: usize) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     for i in 0..count {
         let words = 20 + (i * 7919) % 200;
-        let text: Vec<&str> = (0..words).map(|w| WORDS[(w * 31 + i) % WORDS.len()]).collect();
+        let text: Vec<&str> = (0..words)
+            .map(|w| WORDS[(w * 31 + i) % WORDS.len()])
+            .collect();
         std::fs::write(dir.join(format!("doc-{i:04}.txt")), text.join(" ") + "\n")?;
     }
     Ok(())
@@ -54,7 +56,11 @@ pub async fn run(net: &Testnet, api: &str, shards: usize) -> anyhow::Result<JobV
     make_inputs(&inputs, shards)?;
     let http = reqwest::Client::new();
     let view: JobView = post_job(&http, api, spec(&inputs, shards)).await?;
-    println!("submitted job {} with {} shards", view.id, view.shards.len());
+    println!(
+        "submitted job {} with {} shards",
+        view.id,
+        view.shards.len()
+    );
     let view = wait_for_job(&http, api, &view.id, Duration::from_secs(600)).await?;
     let manifest: Manifest = http
         .get(format!("{api}/jobs/{}/results", view.id))
@@ -97,7 +103,10 @@ pub async fn wait_for_job(
             return Ok(view);
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("job {id} still running after {timeout:?}: {:?}", view.counts);
+            bail!(
+                "job {id} still running after {timeout:?}: {:?}",
+                view.counts
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -120,11 +129,7 @@ fn print_manifest(net: &Testnet, manifest: &Manifest) {
             .map(|p| names.get(p).copied().unwrap_or(p))
             .unwrap_or("-");
         *tally.entry(node).or_default() += 1;
-        let location = s
-            .locations
-            .first()
-            .map(|l| l.url.as_str())
-            .unwrap_or("-");
+        let location = s.locations.first().map(|l| l.url.as_str()).unwrap_or("-");
         println!(
             "{:>5}  {:<7}  {:<59}  {}",
             s.shard,

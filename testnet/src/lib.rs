@@ -139,7 +139,9 @@ impl Testnet {
                 (dir.clone(), None)
             }
             None => {
-                let temp = tempfile::Builder::new().prefix("shoal-testnet-").tempdir()?;
+                let temp = tempfile::Builder::new()
+                    .prefix("shoal-testnet-")
+                    .tempdir()?;
                 (temp.path().to_owned(), Some(temp))
             }
         };
@@ -182,10 +184,10 @@ impl Testnet {
         config.executors.shell.enabled = true;
         config.publishers.local.root = "published".into();
         config.compute.heartbeat_ms = 500;
-        if let Some(first) = self.nodes.first() {
-            if let Some(addr) = first.tcp_multiaddr() {
-                config.network.bootstrap = vec![addr.parse()?];
-            }
+        if let Some(first) = self.nodes.first()
+            && let Some(addr) = first.tcp_multiaddr()
+        {
+            config.network.bootstrap = vec![addr.parse()?];
         }
         (self.options.configure)(index, &mut config);
         std::fs::write(home.join(CONFIG_FILE), toml::to_string(&config)?)?;
@@ -231,7 +233,13 @@ impl Testnet {
             .arg(SHOAL_SUBCOMMAND)
             .args(["serve", "--home"])
             .arg(&home)
-            .args(["--api-addr", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args([
+                "--api-addr",
+                "127.0.0.1:0",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-mdns",
+            ])
             .args(extra);
         if let Some(addr) = self.nodes.first().and_then(|n| n.tcp_multiaddr()) {
             command.args(["--bootstrap", &addr]);
@@ -271,10 +279,10 @@ impl Testnet {
                 .await
                 .ok()
                 .map(|r| r.json::<Vec<Member>>());
-            if let Some(members) = seen {
-                if members.await.map(|m| m.len()).unwrap_or(0) >= expected {
-                    return Ok(api);
-                }
+            if let Some(members) = seen
+                && members.await.map(|m| m.len()).unwrap_or(0) >= expected
+            {
+                return Ok(api);
             }
             if Instant::now() > deadline {
                 bail!(
@@ -377,17 +385,20 @@ async fn wait_for_run_file(home: &Path, child: &mut Child, name: &str) -> anyhow
     let path = home.join(RUN_FILE);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(bytes) = std::fs::read(&path) {
-            if let Ok(run) = serde_json::from_slice::<RunInfo>(&bytes) {
-                return Ok(run);
-            }
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(run) = serde_json::from_slice::<RunInfo>(&bytes)
+        {
+            return Ok(run);
         }
         if let Some(status) = child.try_wait()? {
             let log = std::fs::read_to_string(home.join("node.log")).unwrap_or_default();
             bail!("{name} exited with {status} while starting:\n{log}");
         }
         if Instant::now() > deadline {
-            bail!("{name} did not start within 30 s; see {}", home.join("node.log").display());
+            bail!(
+                "{name} did not start within 30 s; see {}",
+                home.join("node.log").display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

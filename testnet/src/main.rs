@@ -114,7 +114,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if view.state != shoal_requester::model::JobState::Completed {
                 anyhow::bail!("job {} ended {:?}: {:?}", view.id, view.state, view.counts);
             }
-            println!("demo complete: job {} published all {} shards", view.id, view.shards.len());
+            println!(
+                "demo complete: job {} published all {} shards",
+                view.id,
+                view.shards.len()
+            );
             Ok(())
         }
     }

@@ -38,7 +38,8 @@ publish: [{{local: {{path: out}}}}]
     )
 }
 
-const COUNT: &str = r#"for f in "$SHOAL_INPUTS"/*; do wc -c < "$f" > "$SHOAL_OUTPUT/$(basename "$f").n"; done"#;
+const COUNT: &str =
+    r#"for f in "$SHOAL_INPUTS"/*; do wc -c < "$f" > "$SHOAL_OUTPUT/$(basename "$f").n"; done"#;
 
 async fn describe(api: &str, id: &str) -> JobView {
     http()
@@ -109,9 +110,13 @@ async fn bid_requests_go_to_exactly_the_top_k_ranked_nodes() {
     let api = net.start_requester(&[]).await.unwrap();
     let inputs = net.root().join("inputs");
     make_inputs(&inputs, 16).unwrap();
-    let job = post_job(&http(), &api, spec(&inputs, COUNT, "placement: {bidders: 3}"))
-        .await
-        .unwrap();
+    let job = post_job(
+        &http(),
+        &api,
+        spec(&inputs, COUNT, "placement: {bidders: 3}"),
+    )
+    .await
+    .unwrap();
     let view = wait_for_job(&http(), &api, &job.id, Duration::from_secs(120))
         .await
         .unwrap();
@@ -128,11 +133,23 @@ async fn bid_requests_go_to_exactly_the_top_k_ranked_nodes() {
         let key = hex::decode(&shard.placement_key).unwrap();
         let top3: Vec<String> = placement::choose(&key, &members, 3, |_| true)
             .into_iter()
-            .map(|m| shoal_node::libp2p::PeerId::from_bytes(&m.0).unwrap().to_string())
+            .map(|m| {
+                shoal_node::libp2p::PeerId::from_bytes(&m.0)
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
-        assert_eq!(shard.bid_requests_sent, 3, "shard {} widened: {:?}", shard.index, shard.reasons);
+        assert_eq!(
+            shard.bid_requests_sent, 3,
+            "shard {} widened: {:?}",
+            shard.index, shard.reasons
+        );
         assert_eq!(shard.bidders_asked, top3, "shard {}", shard.index);
-        assert_eq!(shard.node.as_ref(), Some(&top3[0]), "the best-ranked bidder wins");
+        assert_eq!(
+            shard.node.as_ref(),
+            Some(&top3[0]),
+            "the best-ranked bidder wins"
+        );
     }
     net.stop().await.unwrap();
 }
@@ -140,7 +157,10 @@ async fn bid_requests_go_to_exactly_the_top_k_ranked_nodes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shard_completes_on_another_node_when_its_node_is_killed() {
     let mut net = Testnet::start(3, options()).await.unwrap();
-    let api = net.start_requester(&["--heartbeat-timeout", "2"]).await.unwrap();
+    let api = net
+        .start_requester(&["--heartbeat-timeout", "2"])
+        .await
+        .unwrap();
     let inputs = net.root().join("inputs");
     make_inputs(&inputs, 1).unwrap();
     // Long enough to be caught running, short enough to rerun.
@@ -153,12 +173,25 @@ async fn shard_completes_on_another_node_when_its_node_is_killed() {
         let view = describe(&api, &job.id).await;
         let shard = &view.shards[0];
         if shard.state == ShardState::Running {
-            break shard.replicas.iter().find(|r| r.is_active()).unwrap().node.clone();
+            break shard
+                .replicas
+                .iter()
+                .find(|r| r.is_active())
+                .unwrap()
+                .node
+                .clone();
         }
-        assert!(tokio::time::Instant::now() < deadline, "never ran: {view:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ran: {view:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let node = net.nodes.iter_mut().find(|n| n.run.peer_id == victim).unwrap();
+    let node = net
+        .nodes
+        .iter_mut()
+        .find(|n| n.run.peer_id == victim)
+        .unwrap();
     node.signal(Signal::SIGKILL).unwrap();
     node.wait().await.unwrap();
     let view = wait_for_job(&http(), &api, &job.id, Duration::from_secs(60))
@@ -190,7 +223,10 @@ async fn requester_restart_mid_job_completes_and_publishes_nothing_twice() {
         if view.shards.iter().any(|s| s.state == ShardState::Running) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "nothing ran: {view:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing ran: {view:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let requester = net.requester.as_mut().unwrap();
@@ -207,7 +243,11 @@ async fn requester_restart_mid_job_completes_and_publishes_nothing_twice() {
     shards.sort();
     let before = shards.len();
     shards.dedup();
-    assert_eq!(before, shards.len(), "a shard was published twice: {published:?}");
+    assert_eq!(
+        before,
+        shards.len(),
+        "a shard was published twice: {published:?}"
+    );
     assert_eq!(shards.len(), 8);
     verify_locations(&manifest(&api, &job.id).await).unwrap();
     net.stop().await.unwrap();
@@ -238,13 +278,16 @@ async fn deterministic_verification_outvotes_a_corrupting_node() {
     assert_eq!(view.state, JobState::Completed, "{view:?}");
     for shard in &view.shards {
         assert_ne!(shard.node.as_ref(), Some(&corrupt), "shard {}", shard.index);
-        assert!(view
-            .disagreements
-            .iter()
-            .any(|d| d.shard == shard.index && d.node == corrupt));
+        assert!(
+            view.disagreements
+                .iter()
+                .any(|d| d.shard == shard.index && d.node == corrupt)
+        );
     }
     assert!(
-        published_dirs(&net, &job.id).iter().all(|(node, _)| node != &corrupt),
+        published_dirs(&net, &job.id)
+            .iter()
+            .all(|(node, _)| node != &corrupt),
         "the outvoted node published"
     );
     verify_locations(&manifest(&api, &job.id).await).unwrap();
@@ -260,17 +303,37 @@ async fn bad_specs_are_rejected_naming_the_field() {
     let good = spec(&inputs, COUNT, "");
     let cases = [
         (good.replace("sharding:", "shardin:"), "shardin"),
-        (good.replace("batch_size: 1", "batch_size: 0"), "sharding.batch_size"),
-        (good.clone() + "placement: {bidders: 2, replicas: 3}\n", "placement.replicas"),
+        (
+            good.replace("batch_size: 1", "batch_size: 0"),
+            "sharding.batch_size",
+        ),
+        (
+            good.clone() + "placement: {bidders: 2, replicas: 3}\n",
+            "placement.replicas",
+        ),
         (good.replace("path: out", "path: ../escape"), "publish"),
         (good.replace("path: out", "path: /abs/out"), "publish"),
-        (good.replace("resources: {cpu: 1, timeout: 60s}", "resources: {cpu: 1, timeout: 60s, gpu: 1}"), "gpu"),
+        (
+            good.replace(
+                "resources: {cpu: 1, timeout: 60s}",
+                "resources: {cpu: 1, timeout: 60s, gpu: 1}",
+            ),
+            "gpu",
+        ),
     ];
     for (body, field) in cases {
-        let response = http().post(format!("{api}/jobs")).body(body).send().await.unwrap();
+        let response = http()
+            .post(format!("{api}/jobs"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 400, "case {field}");
         let text = response.text().await.unwrap();
-        assert!(text.contains(field), "error for {field} does not name it: {text}");
+        assert!(
+            text.contains(field),
+            "error for {field} does not name it: {text}"
+        );
     }
     net.stop().await.unwrap();
 }

@@ -61,9 +61,11 @@ async fn interrupted_node_leaves_at_once() {
     let leaver = net.nodes[1].run.peer_id.clone();
     net.nodes[1].signal(Signal::SIGINT).unwrap();
     net.nodes[1].wait().await.unwrap();
-    net.wait_until("the interrupted node is dropped", Duration::from_secs(20), |s| {
-        s.members.iter().all(|m| m.peer_id != leaver)
-    })
+    net.wait_until(
+        "the interrupted node is dropped",
+        Duration::from_secs(20),
+        |s| s.members.iter().all(|m| m.peer_id != leaver),
+    )
     .await
     .unwrap();
     net.stop().await.unwrap();
@@ -91,7 +93,10 @@ fn corrupt_identity_is_a_clear_error_naming_the_file() {
     let out = run_node(home.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("identity.key") && err.contains("corrupt"), "{err}");
+    assert!(
+        err.contains("identity.key") && err.contains("corrupt"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -101,17 +106,27 @@ fn missing_identity_is_a_clear_error_naming_the_file() {
     let out = run_node(home.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("identity.key") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("identity.key") && err.contains("missing"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_config_is_a_clear_error_naming_the_file_and_field() {
     let home = init_home();
-    std::fs::write(home.path().join("config.toml"), "[capacity]\nslots = \"many\"\n").unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        "[capacity]\nslots = \"many\"\n",
+    )
+    .unwrap();
     let out = run_node(home.path());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("config.toml") && err.contains("slots"), "{err}");
+    assert!(
+        err.contains("config.toml") && err.contains("slots"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -175,7 +190,10 @@ async fn bad_gossip_is_dropped_and_counted_and_the_node_keeps_working() {
     .unwrap();
 
     // Garbled bytes.
-    attacker.publish_raw(b"\x00\x01 not an envelope".to_vec()).await.unwrap();
+    attacker
+        .publish_raw(b"\x00\x01 not an envelope".to_vec())
+        .await
+        .unwrap();
     // Oversized (but within gossipsub's transmit limit).
     attacker
         .publish_raw(vec![7u8; membership::MAX_ANNOUNCEMENT_BYTES + 100])
@@ -189,23 +207,34 @@ async fn bad_gossip_is_dropped_and_counted_and_the_node_keeps_working() {
         .await
         .unwrap();
     // A genuine announcement with its signature broken.
-    let mut tampered =
-        membership::encode(&attacker_key, &Announcement::Alive(info_for(attacker_id.clone())));
+    let mut tampered = membership::encode(
+        &attacker_key,
+        &Announcement::Alive(info_for(attacker_id.clone())),
+    );
     let last = tampered.len() - 1;
     tampered[last] ^= 0x55;
     attacker.publish_raw(tampered).await.unwrap();
 
-    net.wait_until("every bad message is counted", Duration::from_secs(20), |s| {
-        ["garbled", "oversized", "wrong_author", "bad_signature"]
-            .iter()
-            .all(|k| s.dropped_messages.get(*k).copied().unwrap_or(0) >= 1)
-    })
+    net.wait_until(
+        "every bad message is counted",
+        Duration::from_secs(20),
+        |s| {
+            ["garbled", "oversized", "wrong_author", "bad_signature"]
+                .iter()
+                .all(|k| s.dropped_messages.get(*k).copied().unwrap_or(0) >= 1)
+        },
+    )
     .await
     .unwrap();
     // Nothing forged got in: node 1's entry still has its real version.
     for node in &net.nodes {
         let status = net.status(node).await.unwrap();
-        assert_eq!(status.members.len(), 3, "{} lost or gained members", node.name);
+        assert_eq!(
+            status.members.len(),
+            3,
+            "{} lost or gained members",
+            node.name
+        );
     }
     // And the network still works: a new node joins and is seen by all.
     let mut net = net;

@@ -245,14 +245,13 @@ impl Compute {
 
     fn cancel(&self, shard: &ShardRef) {
         let key = (shard.job.clone(), shard.index);
-        if let Ok(mut shards) = self.inner.shards.lock() {
-            if let Some(entry) = shards.get(&key) {
-                if entry.task.shard.attempt == shard.attempt {
-                    entry.cancel.cancel();
-                    shards.remove(&key);
-                    info!(%shard, "shard cancelled or discarded");
-                }
-            }
+        if let Ok(mut shards) = self.inner.shards.lock()
+            && let Some(entry) = shards.get(&key)
+            && entry.task.shard.attempt == shard.attempt
+        {
+            entry.cancel.cancel();
+            shards.remove(&key);
+            info!(%shard, "shard cancelled or discarded");
         }
     }
 
@@ -283,12 +282,11 @@ impl Compute {
 
 impl Inner {
     fn set_stage(&self, shard: &ShardRef, stage: Stage) {
-        if let Ok(mut shards) = self.shards.lock() {
-            if let Some(entry) = shards.get_mut(&(shard.job.clone(), shard.index)) {
-                if entry.task.shard.attempt == shard.attempt {
-                    entry.stage = stage;
-                }
-            }
+        if let Ok(mut shards) = self.shards.lock()
+            && let Some(entry) = shards.get_mut(&(shard.job.clone(), shard.index))
+            && entry.task.shard.attempt == shard.attempt
+        {
+            entry.stage = stage;
         }
     }
 
@@ -306,7 +304,10 @@ impl Inner {
 
     async fn announce_free_slots(&self) {
         let free = self.slots.available_permits() as u32;
-        let _ = self.net.update_info(move |info| info.free_slots = free).await;
+        let _ = self
+            .net
+            .update_info(move |info| info.free_slots = free)
+            .await;
     }
 }
 

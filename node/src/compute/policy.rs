@@ -54,10 +54,7 @@ pub fn evaluate(
     let r = &request.resources;
     let c = &offer.capacity;
     if r.cpu > c.cpu {
-        return Err(never(format!(
-            "needs {} cpu, node offers {}",
-            r.cpu, c.cpu
-        )));
+        return Err(never(format!("needs {} cpu, node offers {}", r.cpu, c.cpu)));
     }
     if c.memory > 0 && r.memory > c.memory {
         return Err(never(format!(
@@ -83,7 +80,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::job::{Resources, ShardRef, JobId};
+    use crate::protocol::job::{JobId, Resources, ShardRef};
 
     fn offer() -> Offer {
         Offer {

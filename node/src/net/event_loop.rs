@@ -242,13 +242,11 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established,
+                num_established: 0,
                 ..
             } => {
-                if num_established == 0 {
-                    debug!(%peer_id, "disconnected");
-                    self.publish_snapshot();
-                }
+                debug!(%peer_id, "disconnected");
+                self.publish_snapshot();
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -313,7 +311,11 @@ impl EventLoop {
         if let (Announcement::Alive(info), Ok(peer)) = (&announcement, peer_id.parse::<PeerId>()) {
             // Direct requests (awards, reports) dial members by peer id: keep
             // their announced addresses, which change when they restart.
-            for addr in info.listen_addrs.iter().filter_map(|a| a.parse::<Multiaddr>().ok()) {
+            for addr in info
+                .listen_addrs
+                .iter()
+                .filter_map(|a| a.parse::<Multiaddr>().ok())
+            {
                 self.swarm.add_peer_address(peer, addr);
             }
         }

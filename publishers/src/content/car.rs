@@ -70,7 +70,9 @@ pub enum CarError {
         cid: Cid,
     },
     /// A CID whose hash function we cannot check.
-    #[error("block #{index} ({cid}): unsupported hash function 0x{code:x}; only sha2-256 and identity are checked")]
+    #[error(
+        "block #{index} ({cid}): unsupported hash function 0x{code:x}; only sha2-256 and identity are checked"
+    )]
     UnsupportedHash {
         /// 0-based position of the block in the CAR.
         index: u64,
@@ -94,7 +96,11 @@ impl<W: Write> CarWriter<W> {
         let header = encode_header(roots);
         let len = write_varint(&mut out, header.len() as u64)?;
         out.write_all(&header)?;
-        Ok(CarWriter { out, seen: HashSet::new(), bytes_written: (len + header.len()) as u64 })
+        Ok(CarWriter {
+            out,
+            seen: HashSet::new(),
+            bytes_written: (len + header.len()) as u64,
+        })
     }
 
     /// Appends a block unless one with this CID was written already; returns
@@ -157,14 +163,17 @@ fn encode_header(roots: &[Cid]) -> Vec<u8> {
         (Value::Text("version".into()), Value::Integer(1)),
     ]);
     let mut writer = BufWriter::new(Vec::new());
-    header.encode(&mut writer).expect("encoding CBOR into a Vec cannot fail");
+    header
+        .encode(&mut writer)
+        .expect("encoding CBOR into a Vec cannot fail");
     writer.into_inner()
 }
 
 fn decode_header(bytes: &[u8]) -> Result<Vec<Cid>, CarError> {
     let bad = |reason: &str| CarError::BadHeader(reason.to_string());
     let mut reader = SliceReader::new(bytes);
-    let value = Value::decode(&mut reader).map_err(|e| CarError::BadHeader(format!("not DAG-CBOR: {e:?}")))?;
+    let value = Value::decode(&mut reader)
+        .map_err(|e| CarError::BadHeader(format!("not DAG-CBOR: {e:?}")))?;
     let Value::Map(entries) = value else {
         return Err(bad("not a map"));
     };
@@ -176,9 +185,8 @@ fn decode_header(bytes: &[u8]) -> Result<Vec<Cid>, CarError> {
             (Value::Text(k), Value::Array(items)) if k == "roots" => {
                 let cids = items.into_iter().map(|item| match item {
                     Value::Tag(CID_TAG, inner) => match *inner {
-                        Value::Bytes(b) if b.first() == Some(&0) => {
-                            Cid::try_from(&b[1..]).map_err(|e| CarError::BadHeader(format!("bad root CID: {e}")))
-                        }
+                        Value::Bytes(b) if b.first() == Some(&0) => Cid::try_from(&b[1..])
+                            .map_err(|e| CarError::BadHeader(format!("bad root CID: {e}"))),
                         _ => Err(bad("root is not a CID")),
                     },
                     _ => Err(bad("root is not a CID")),
@@ -214,7 +222,11 @@ impl<R: Read> CarReader<R> {
         let (len, varint_len) =
             read_varint(&mut input)?.ok_or_else(|| CarError::Truncated { what: what() })?;
         if len > MAX_HEADER_SIZE {
-            return Err(CarError::TooLarge { what: what(), len, max: MAX_HEADER_SIZE });
+            return Err(CarError::TooLarge {
+                what: what(),
+                len,
+                max: MAX_HEADER_SIZE,
+            });
         }
         let mut header = vec![0; len as usize];
         read_exact_or_truncated(&mut input, &mut header, what)?;
@@ -248,18 +260,31 @@ impl<R: Read> CarReader<R> {
             return Ok(None);
         };
         if len > MAX_BLOCK_SIZE + MAX_CID_SIZE {
-            return Err(CarError::TooLarge { what: what(), len, max: MAX_BLOCK_SIZE + MAX_CID_SIZE });
+            return Err(CarError::TooLarge {
+                what: what(),
+                len,
+                max: MAX_BLOCK_SIZE + MAX_CID_SIZE,
+            });
         }
         self.frame.resize(len as usize, 0);
         read_exact_or_truncated(&mut self.input, &mut self.frame, what)?;
         let mut cursor = io::Cursor::new(&self.frame[..]);
-        let cid = Cid::read_bytes(&mut cursor).map_err(|e| CarError::BadCid { index, reason: e.to_string() })?;
+        let cid = Cid::read_bytes(&mut cursor).map_err(|e| CarError::BadCid {
+            index,
+            reason: e.to_string(),
+        })?;
         let block_start = cursor.position() as usize;
         let data = &self.frame[block_start..];
         match cid_matches(&cid, data) {
             Some(true) => {}
             Some(false) => return Err(CarError::HashMismatch { index, cid }),
-            None => return Err(CarError::UnsupportedHash { index, cid, code: cid.hash().code() }),
+            None => {
+                return Err(CarError::UnsupportedHash {
+                    index,
+                    cid,
+                    code: cid.hash().code(),
+                });
+            }
         }
         self.index += 1;
         self.position += varint_len as u64 + len;
@@ -287,7 +312,11 @@ fn read_varint(input: &mut impl Read) -> Result<Option<(u64, usize)>, CarError> 
         let mut byte = [0u8; 1];
         match input.read(&mut byte) {
             Ok(0) if n == 0 => return Ok(None),
-            Ok(0) => return Err(CarError::Truncated { what: "a frame length".into() }),
+            Ok(0) => {
+                return Err(CarError::Truncated {
+                    what: "a frame length".into(),
+                });
+            }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
@@ -298,7 +327,9 @@ fn read_varint(input: &mut impl Read) -> Result<Option<(u64, usize)>, CarError> 
             break;
         }
         if n == buf.len() {
-            return Err(CarError::BadHeader("frame length varint is too long".into()));
+            return Err(CarError::BadHeader(
+                "frame length varint is too long".into(),
+            ));
         }
     }
     let (value, _) = unsigned_varint::decode::u64(&buf[..n])
@@ -306,7 +337,11 @@ fn read_varint(input: &mut impl Read) -> Result<Option<(u64, usize)>, CarError> 
     Ok(Some((value, n)))
 }
 
-fn read_exact_or_truncated(input: &mut impl Read, buf: &mut [u8], what: impl Fn() -> String) -> Result<(), CarError> {
+fn read_exact_or_truncated(
+    input: &mut impl Read,
+    buf: &mut [u8],
+    what: impl Fn() -> String,
+) -> Result<(), CarError> {
     input.read_exact(buf).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => CarError::Truncated { what: what() },
         _ => CarError::Io(e),
@@ -319,12 +354,18 @@ mod tests {
     use crate::content::{RAW, block_cid};
 
     fn car_with(blocks: &[&[u8]]) -> (Vec<u8>, Vec<Cid>) {
-        let cids: Vec<Cid> = blocks.iter().map(|b| block_cid(cid::Version::V1, RAW, b)).collect();
+        let cids: Vec<Cid> = blocks
+            .iter()
+            .map(|b| block_cid(cid::Version::V1, RAW, b))
+            .collect();
         let mut writer = CarWriter::new(Vec::new(), &cids[..1]).ok();
         for (cid, block) in cids.iter().zip(blocks) {
             writer.as_mut().map(|w| w.put(cid, block));
         }
-        (writer.and_then(|w| w.finish().ok()).unwrap_or_default(), cids)
+        (
+            writer.and_then(|w| w.finish().ok()).unwrap_or_default(),
+            cids,
+        )
     }
 
     fn read_all(bytes: &[u8]) -> Result<Vec<(Cid, Vec<u8>)>, CarError> {
@@ -342,7 +383,10 @@ mod tests {
         let header = encode_header(&[cid]);
         // a2 "roots" [tag42(bytes(0x00 || cid))] "version" 1
         assert_eq!(&header[..7], &[0xa2, 0x65, b'r', b'o', b'o', b't', b's']);
-        assert_eq!(&header[header.len() - 9..], &[0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x01]);
+        assert_eq!(
+            &header[header.len() - 9..],
+            &[0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x01]
+        );
         assert_eq!(decode_header(&header).ok(), Some(vec![cid]));
     }
 
@@ -385,7 +429,10 @@ mod tests {
     #[test]
     fn oversized_lengths_are_refused_before_allocating() {
         let huge_header = [0xff, 0xff, 0xff, 0xff, 0x0f];
-        assert!(matches!(CarReader::new(&huge_header[..]), Err(CarError::TooLarge { .. })));
+        assert!(matches!(
+            CarReader::new(&huge_header[..]),
+            Err(CarError::TooLarge { .. })
+        ));
         let (mut bytes, _) = car_with(&[b"x"]);
         bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
         assert!(matches!(read_all(&bytes), Err(CarError::TooLarge { .. })));

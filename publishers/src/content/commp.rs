@@ -118,7 +118,13 @@ impl Default for CommP {
 impl CommP {
     /// An empty calculator.
     pub fn new() -> Self {
-        CommP { quad: [0; 127], quad_len: 0, levels: Vec::new(), leaves: 0, payload: 0 }
+        CommP {
+            quad: [0; 127],
+            quad_len: 0,
+            levels: Vec::new(),
+            leaves: 0,
+            payload: 0,
+        }
     }
 
     /// Payload bytes consumed so far.
@@ -155,7 +161,8 @@ impl CommP {
         if self.payload == 0 {
             return Err(CommPError::Empty);
         }
-        let padded_size = padded_piece_size(self.payload).ok_or(CommPError::TooLarge(self.payload))?;
+        let padded_size =
+            padded_piece_size(self.payload).ok_or(CommPError::TooLarge(self.payload))?;
         if self.quad_len > 0 {
             self.quad[self.quad_len..].fill(0);
             let quad = self.quad;
@@ -171,7 +178,12 @@ impl CommP {
             self.leaves += 1 << level;
         }
         let top = target_leaves.trailing_zeros() as usize;
-        let commp = self.levels.get(top).copied().flatten().unwrap_or_else(|| zero.root(top));
+        let commp = self
+            .levels
+            .get(top)
+            .copied()
+            .flatten()
+            .unwrap_or_else(|| zero.root(top));
         Ok(PieceCommitment {
             commp,
             padded_size,
@@ -231,7 +243,10 @@ pub struct CommPWriter<W> {
 impl<W: Write> CommPWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        CommPWriter { inner, commp: CommP::new() }
+        CommPWriter {
+            inner,
+            commp: CommP::new(),
+        }
     }
 
     /// Flushes and returns the writer and the commitment of everything written.
@@ -302,7 +317,13 @@ fn trunc254_pair(pair: &[u8]) -> [u8; 32] {
     padding[0] = 0x80;
     padding[62] = 0x02;
     let mut state = SHA256_IV;
-    compress256(&mut state, &[*GenericArray::from_slice(pair), *GenericArray::from_slice(&padding)]);
+    compress256(
+        &mut state,
+        &[
+            *GenericArray::from_slice(pair),
+            *GenericArray::from_slice(&padding),
+        ],
+    );
     let mut out = [0u8; 32];
     for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
         chunk.copy_from_slice(&word.to_be_bytes());
@@ -334,21 +355,38 @@ mod tests {
     #[test]
     fn fr32_moves_every_bit_and_inserts_two_zero_bits_per_254() {
         // Setting input bit k must set exactly output bit k + 2 * (k / 254).
-        for k in (0..1016).step_by(7).chain([253, 254, 507, 508, 761, 762, 1015]) {
+        for k in (0..1016)
+            .step_by(7)
+            .chain([253, 254, 507, 508, 761, 762, 1015])
+        {
             let mut quad = [0u8; 127];
             quad[k / 8] = 1 << (k % 8);
             let out = fr32_pad(&quad);
             let j = k + 2 * (k / 254);
-            let ones: Vec<usize> = (0..1024).filter(|&b| out[b / 8] >> (b % 8) & 1 == 1).collect();
+            let ones: Vec<usize> = (0..1024)
+                .filter(|&b| out[b / 8] >> (b % 8) & 1 == 1)
+                .collect();
             assert_eq!(ones, vec![j], "input bit {k}");
         }
     }
 
     #[test]
     fn padded_sizes_follow_filecoin_rules() {
-        let cases = [(1, 128), (127, 128), (128, 256), (254, 256), (255, 512), (1016, 1024), (1017, 2048)];
+        let cases = [
+            (1, 128),
+            (127, 128),
+            (128, 256),
+            (254, 256),
+            (255, 512),
+            (1016, 1024),
+            (1017, 2048),
+        ];
         for (payload, padded) in cases {
-            assert_eq!(padded_piece_size(payload), Some(padded), "payload {payload}");
+            assert_eq!(
+                padded_piece_size(payload),
+                Some(padded),
+                "payload {payload}"
+            );
         }
         assert_eq!(padded_piece_size(u64::MAX), None);
     }
@@ -370,10 +408,23 @@ mod tests {
         // CommP of all-zero 32 GiB and 64 GiB pieces (2^30 and 2^31 leaves).
         let mut zero = ZeroSubtrees::new();
         for (level, padded, expected) in [
-            (30, 32u64 << 30, "baga6ea4seaqao7s73y24kcutaosvacpdjgfe5pw76ooefnyqw4ynr3d2y6x2mpq"),
-            (31, 64u64 << 30, "baga6ea4seaqomqafu276g53zko4k23xzh4h4uecjwicbmvhsuqi7o4bhthhm4aq"),
+            (
+                30,
+                32u64 << 30,
+                "baga6ea4seaqao7s73y24kcutaosvacpdjgfe5pw76ooefnyqw4ynr3d2y6x2mpq",
+            ),
+            (
+                31,
+                64u64 << 30,
+                "baga6ea4seaqomqafu276g53zko4k23xzh4h4uecjwicbmvhsuqi7o4bhthhm4aq",
+            ),
         ] {
-            let piece = PieceCommitment { commp: zero.root(level), padded_size: padded, unpadded_size: 0, payload_size: 0 };
+            let piece = PieceCommitment {
+                commp: zero.root(level),
+                padded_size: padded,
+                unpadded_size: 0,
+                payload_size: 0,
+            };
             assert_eq!(piece.cid().to_string(), expected);
         }
     }

@@ -110,7 +110,11 @@ pub struct ExportSummary {
 /// Writes the UnixFS DAG under `root` from a CAR to the new path `out`
 /// (like `ipfs get -o out`): a file, or a directory tree. `out` must not
 /// exist; its parent must.
-pub fn export_car<R: Read + Seek>(mut car: R, root: &Cid, out: &Path) -> Result<ExportSummary, ExportError> {
+pub fn export_car<R: Read + Seek>(
+    mut car: R,
+    root: &Cid,
+    out: &Path,
+) -> Result<ExportSummary, ExportError> {
     let start = car.stream_position().map_err(ExportError::Read)?;
     let mut index = HashMap::new();
     {
@@ -120,7 +124,11 @@ pub fn export_car<R: Read + Seek>(mut car: R, root: &Cid, out: &Path) -> Result<
             index.insert(cid, (start + offset, len));
         }
     }
-    let mut export = Export { car, index, summary: ExportSummary::default() };
+    let mut export = Export {
+        car,
+        index,
+        summary: ExportSummary::default(),
+    };
     export.node(root, out, 0)?;
     Ok(export.summary)
 }
@@ -137,8 +145,13 @@ impl<R: Read + Seek> Export<R> {
         let &(offset, len) = self
             .index
             .get(cid)
-            .ok_or_else(|| ExportError::MissingBlock { cid: *cid, path: path.to_path_buf() })?;
-        self.car.seek(SeekFrom::Start(offset)).map_err(ExportError::Read)?;
+            .ok_or_else(|| ExportError::MissingBlock {
+                cid: *cid,
+                path: path.to_path_buf(),
+            })?;
+        self.car
+            .seek(SeekFrom::Start(offset))
+            .map_err(ExportError::Read)?;
         let mut data = vec![0; len];
         self.car.read_exact(&mut data).map_err(ExportError::Read)?;
         if cid_matches(cid, &data) != Some(true) {
@@ -149,7 +162,9 @@ impl<R: Read + Seek> Export<R> {
 
     fn node(&mut self, cid: &Cid, path: &Path, depth: usize) -> Result<(), ExportError> {
         if depth > MAX_DEPTH {
-            return Err(ExportError::TooDeep { path: path.to_path_buf() });
+            return Err(ExportError::TooDeep {
+                path: path.to_path_buf(),
+            });
         }
         let block = self.load(cid, path)?;
         if cid.codec() == RAW {
@@ -171,14 +186,26 @@ impl<R: Read + Seek> Export<R> {
         }
     }
 
-    fn directory(&mut self, cid: &Cid, node: &PbNode, path: &Path, depth: usize) -> Result<(), ExportError> {
-        fs::create_dir(path).map_err(|source| ExportError::Write { path: path.to_path_buf(), source })?;
+    fn directory(
+        &mut self,
+        cid: &Cid,
+        node: &PbNode,
+        path: &Path,
+        depth: usize,
+    ) -> Result<(), ExportError> {
+        fs::create_dir(path).map_err(|source| ExportError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
         self.summary.directories += 1;
         let mut names = HashSet::new();
         for link in &node.links {
             let name = link.name.unwrap_or_default();
             if !is_safe_name(name) || !names.insert(name) {
-                return Err(ExportError::BadName { path: path.to_path_buf(), name: name.to_string() });
+                return Err(ExportError::BadName {
+                    path: path.to_path_buf(),
+                    name: name.to_string(),
+                });
             }
             let child = link_cid(cid, link.hash, path)?;
             self.node(&child, &path.join(name), depth + 1)?;
@@ -197,7 +224,9 @@ impl<R: Read + Seek> Export<R> {
         depth: usize,
     ) -> Result<u64, ExportError> {
         if depth > MAX_DEPTH {
-            return Err(ExportError::TooDeep { path: path.to_path_buf() });
+            return Err(ExportError::TooDeep {
+                path: path.to_path_buf(),
+            });
         }
         let mut written = 0;
         if let Some(data) = unixfs.data {
@@ -216,16 +245,29 @@ impl<R: Read + Seek> Export<R> {
             if !matches!(child_unixfs.kind, DataType::File | DataType::Raw) {
                 return Err(unsupported(path, "a file chunk that is not a file node"));
             }
-            written += self.file_content(&child, &child_node, &child_unixfs, out, path, depth + 1)?;
+            written +=
+                self.file_content(&child, &child_node, &child_unixfs, out, path, depth + 1)?;
         }
         if let Some(declared) = unixfs.filesize.filter(|&d| d != written) {
-            return Err(ExportError::SizeMismatch { path: path.to_path_buf(), declared, actual: written });
+            return Err(ExportError::SizeMismatch {
+                path: path.to_path_buf(),
+                declared,
+                actual: written,
+            });
         }
         Ok(written)
     }
 
-    fn close_file(&mut self, mut out: BufWriter<fs::File>, written: u64, path: &Path) -> Result<(), ExportError> {
-        out.flush().map_err(|source| ExportError::Write { path: path.to_path_buf(), source })?;
+    fn close_file(
+        &mut self,
+        mut out: BufWriter<fs::File>,
+        written: u64,
+        path: &Path,
+    ) -> Result<(), ExportError> {
+        out.flush().map_err(|source| ExportError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
         self.summary.files += 1;
         self.summary.bytes += written;
         Ok(())
@@ -237,13 +279,29 @@ pub(crate) fn is_safe_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 
-fn decode<'a>(cid: &Cid, block: &'a [u8], path: &Path) -> Result<(PbNode<'a>, UnixFsData<'a>), ExportError> {
-    let bad = |source| ExportError::BadNode { cid: *cid, path: path.to_path_buf(), source };
+fn decode<'a>(
+    cid: &Cid,
+    block: &'a [u8],
+    path: &Path,
+) -> Result<(PbNode<'a>, UnixFsData<'a>), ExportError> {
+    let bad = |source| ExportError::BadNode {
+        cid: *cid,
+        path: path.to_path_buf(),
+        source,
+    };
     if cid.codec() != DAG_PB {
-        return Err(unsupported(path, &format!("a block with codec 0x{:x}", cid.codec())));
+        return Err(unsupported(
+            path,
+            &format!("a block with codec 0x{:x}", cid.codec()),
+        ));
     }
     let node = PbNode::decode(block).map_err(bad)?;
-    let data = node.data.ok_or_else(|| bad(PbError::Invalid { message: "UnixFS node", reason: "no Data" }))?;
+    let data = node.data.ok_or_else(|| {
+        bad(PbError::Invalid {
+            message: "UnixFS node",
+            reason: "no Data",
+        })
+    })?;
     let unixfs = UnixFsData::decode(data).map_err(bad)?;
     Ok((node, unixfs))
 }
@@ -252,7 +310,10 @@ fn link_cid(parent: &Cid, hash: &[u8], path: &Path) -> Result<Cid, ExportError> 
     Cid::try_from(hash).map_err(|_| ExportError::BadNode {
         cid: *parent,
         path: path.to_path_buf(),
-        source: PbError::Invalid { message: "PBLink", reason: "Hash is not a CID" },
+        source: PbError::Invalid {
+            message: "PBLink",
+            reason: "Hash is not a CID",
+        },
     })
 }
 
@@ -261,16 +322,25 @@ fn create_file(path: &Path) -> Result<BufWriter<fs::File>, ExportError> {
         .write(true)
         .create_new(true)
         .open(path)
-        .map_err(|source| ExportError::Write { path: path.to_path_buf(), source })?;
+        .map_err(|source| ExportError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok(BufWriter::with_capacity(256 * 1024, file))
 }
 
 fn write_all(out: &mut impl Write, data: &[u8], path: &Path) -> Result<(), ExportError> {
-    out.write_all(data).map_err(|source| ExportError::Write { path: path.to_path_buf(), source })
+    out.write_all(data).map_err(|source| ExportError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn unsupported(path: &Path, what: &str) -> ExportError {
-    ExportError::Unsupported { path: path.to_path_buf(), what: what.to_string() }
+    ExportError::Unsupported {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -175,7 +175,10 @@ mod tests {
         assert!(!v0.raw_leaves);
         assert_eq!((v0.chunk_size, v0.max_links), (262_144, 174));
         let v1 = Profile::from_cid_version(1).map(Profile::options);
-        assert_eq!(v1.map(|o| (o.cid_version, o.raw_leaves)), Some((cid::Version::V1, true)));
+        assert_eq!(
+            v1.map(|o| (o.cid_version, o.raw_leaves)),
+            Some((cid::Version::V1, true))
+        );
         assert_eq!(Profile::from_cid_version(2), None);
     }
 
@@ -183,7 +186,10 @@ mod tests {
     fn empty_raw_block_has_kubos_cid() {
         // From kubo test/sharness/t0040-add-and-cat.sh (`ipfs add --raw-leaves` of an empty file).
         let cid = block_cid(cid::Version::V1, RAW, b"");
-        assert_eq!(cid.to_string(), "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku");
+        assert_eq!(
+            cid.to_string(),
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+        );
         assert_eq!(cid_matches(&cid, b""), Some(true));
         assert_eq!(cid_matches(&cid, b"x"), Some(false));
     }

@@ -87,7 +87,14 @@ pub fn write_car<W: Write>(
     let car_bytes = walk.car.bytes_written();
     let blocks = walk.blocks;
     let out = walk.car.finish().map_err(CarError::Io)?;
-    Ok((Packed { root, blocks, car_bytes }, out))
+    Ok((
+        Packed {
+            root,
+            blocks,
+            car_bytes,
+        },
+        out,
+    ))
 }
 
 /// Pass-1 sink: keeps every block except file data leaves.
@@ -177,20 +184,26 @@ impl<W: Write> Walk<W> {
             let child = link_cid(cid, link.hash)?;
             if self.car.contains(&child) {
                 // Same bytes as a subtree already written: skip them.
-                let offset = i64::try_from(size).map_err(|_| PackError::Changed { path: path.into() })?;
-                file.seek(SeekFrom::Current(offset)).map_err(|source| io_at(path, source))?;
+                let offset =
+                    i64::try_from(size).map_err(|_| PackError::Changed { path: path.into() })?;
+                file.seek(SeekFrom::Current(offset))
+                    .map_err(|source| io_at(path, source))?;
                 continue;
             }
             if let Some(block) = self.interior.remove(&child) {
                 self.put(&child, &block)?;
                 let internal = |source| PackError::Internal { cid: child, source };
                 let child_node = PbNode::decode(&block).map_err(internal)?;
-                let child_unixfs = UnixFsData::decode(child_node.data.unwrap_or_default()).map_err(internal)?;
+                let child_unixfs =
+                    UnixFsData::decode(child_node.data.unwrap_or_default()).map_err(internal)?;
                 self.file_children(&child, &child_node, &child_unixfs, file, path)?;
                 continue;
             }
             let want = usize::try_from(size).unwrap_or(usize::MAX);
-            let n = self.leaves.read_chunk(file, want).map_err(|source| io_at(path, source))?;
+            let n = self
+                .leaves
+                .read_chunk(file, want)
+                .map_err(|source| io_at(path, source))?;
             let (leaf_cid, leaf) = self.leaves.leaf(n);
             if n != want || leaf_cid != child {
                 return Err(PackError::Changed { path: path.into() });
@@ -207,8 +220,14 @@ impl<W: Write> Walk<W> {
     fn single_leaf_file(&mut self, cid: &Cid, path: &Path) -> Result<(), PackError> {
         let mut file = File::open(path).map_err(|source| io_at(path, source))?;
         let chunk_size = self.leaves.options.chunk_size;
-        let n = self.leaves.read_chunk(&mut file, chunk_size).map_err(|source| io_at(path, source))?;
-        let grew = file.read(&mut [0u8; 1]).map_err(|source| io_at(path, source))? > 0;
+        let n = self
+            .leaves
+            .read_chunk(&mut file, chunk_size)
+            .map_err(|source| io_at(path, source))?;
+        let grew = file
+            .read(&mut [0u8; 1])
+            .map_err(|source| io_at(path, source))?
+            > 0;
         let (leaf_cid, leaf) = self.leaves.leaf(n);
         if grew || leaf_cid != *cid {
             return Err(PackError::Changed { path: path.into() });
@@ -223,10 +242,16 @@ impl<W: Write> Walk<W> {
 fn link_cid(parent: &Cid, hash: &[u8]) -> Result<Cid, PackError> {
     Cid::try_from(hash).map_err(|_| PackError::Internal {
         cid: *parent,
-        source: PbError::Invalid { message: "PBLink", reason: "Hash is not a CID" },
+        source: PbError::Invalid {
+            message: "PBLink",
+            reason: "Hash is not a CID",
+        },
     })
 }
 
 fn io_at(path: &Path, source: io::Error) -> PackError {
-    PackError::Io { path: path.to_path_buf(), source }
+    PackError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }

@@ -18,7 +18,10 @@ pub enum PbError {
     Protobuf(String),
     /// The protobuf is valid but breaks a dag-pb or UnixFS rule.
     #[error("invalid {message}: {reason}")]
-    Invalid { message: &'static str, reason: &'static str },
+    Invalid {
+        message: &'static str,
+        reason: &'static str,
+    },
 }
 
 impl From<quick_protobuf::Error> for PbError {
@@ -61,7 +64,11 @@ impl<'a> PbNode<'a> {
 
 impl<'a> MessageRead<'a> for PbLink<'a> {
     fn from_reader(r: &mut BytesReader, bytes: &'a [u8]) -> quick_protobuf::Result<Self> {
-        let mut link = PbLink { hash: &[], name: None, tsize: None };
+        let mut link = PbLink {
+            hash: &[],
+            name: None,
+            tsize: None,
+        };
         let mut last_field = 0;
         let mut seen_hash = false;
         while !r.is_eof() {
@@ -96,7 +103,8 @@ impl<'a> MessageRead<'a> for PbNode<'a> {
                 18 if node.data.is_none() => {
                     let link_bytes = r.read_bytes(bytes)?;
                     let mut link_reader = BytesReader::from_bytes(link_bytes);
-                    node.links.push(PbLink::from_reader(&mut link_reader, link_bytes)?);
+                    node.links
+                        .push(PbLink::from_reader(&mut link_reader, link_bytes)?);
                 }
                 18 => return Err(invalid("PBNode", "Links after Data")),
                 10 if node.data.is_none() => node.data = Some(r.read_bytes(bytes)?),
@@ -129,7 +137,11 @@ impl MessageWrite for PbLink<'_> {
 
 impl MessageWrite for PbNode<'_> {
     fn get_size(&self) -> usize {
-        let links: usize = self.links.iter().map(|l| 1 + sizeof_len(l.get_size())).sum();
+        let links: usize = self
+            .links
+            .iter()
+            .map(|l| 1 + sizeof_len(l.get_size()))
+            .sum();
         links + self.data.map_or(0, |d| 1 + sizeof_len(d.len()))
     }
 
@@ -227,7 +239,10 @@ impl<'a> MessageRead<'a> for UnixFsData<'a> {
             match r.next_tag(bytes)? {
                 8 => {
                     let v = r.read_int32(bytes)?;
-                    kind = Some(DataType::from_i32(v).ok_or_else(|| invalid("UnixFS Data", "unknown Type"))?);
+                    kind = Some(
+                        DataType::from_i32(v)
+                            .ok_or_else(|| invalid("UnixFS Data", "unknown Type"))?,
+                    );
                 }
                 18 => msg.data = Some(r.read_bytes(bytes)?),
                 24 => msg.filesize = Some(r.read_uint64(bytes)?),
@@ -257,7 +272,11 @@ impl MessageWrite for UnixFsData<'_> {
         1 + sizeof_varint(self.kind as u64)
             + self.data.map_or(0, |d| 1 + sizeof_len(d.len()))
             + self.filesize.map_or(0, |s| 1 + sizeof_varint(s))
-            + self.blocksizes.iter().map(|&b| 1 + sizeof_varint(b)).sum::<usize>()
+            + self
+                .blocksizes
+                .iter()
+                .map(|&b| 1 + sizeof_varint(b))
+                .sum::<usize>()
             + self.hash_type.map_or(0, |h| 1 + sizeof_varint(h))
             + self.fanout.map_or(0, |f| 1 + sizeof_varint(f))
             + self.mode.map_or(0, |m| 1 + sizeof_varint(u64::from(m)))
@@ -342,7 +361,10 @@ mod tests {
         unixfs.data = (!chunk.is_empty()).then_some(chunk);
         unixfs.filesize = Some(chunk.len() as u64);
         let inner = encode(&unixfs);
-        encode(&PbNode { links: vec![], data: Some(&inner) })
+        encode(&PbNode {
+            links: vec![],
+            data: Some(&inner),
+        })
     }
 
     #[test]
@@ -365,7 +387,11 @@ mod tests {
     fn links_are_written_before_data_and_decode_back() {
         let hash = [0x12u8, 0x20, 1, 2, 3];
         let node = PbNode {
-            links: vec![PbLink { hash: &hash, name: Some("a"), tsize: Some(9) }],
+            links: vec![PbLink {
+                hash: &hash,
+                name: Some("a"),
+                tsize: Some(9),
+            }],
             data: Some(&[0x08, 0x01]),
         };
         let bytes = encode(&node);
@@ -380,7 +406,10 @@ mod tests {
         data.filesize = Some(300);
         data.blocksizes = vec![200, 100];
         let bytes = encode(&data);
-        assert_eq!(bytes, [0x08, 0x02, 0x18, 0xac, 0x02, 0x20, 0xc8, 0x01, 0x20, 0x64]);
+        assert_eq!(
+            bytes,
+            [0x08, 0x02, 0x18, 0xac, 0x02, 0x20, 0xc8, 0x01, 0x20, 0x64]
+        );
         assert_eq!(UnixFsData::decode(&bytes), Ok(data));
     }
 

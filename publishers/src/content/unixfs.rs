@@ -23,7 +23,10 @@ use std::path::{Path, PathBuf};
 use cid::Version;
 
 use super::pb::{self, DataType, PbLink, PbNode, UnixFsData};
-use super::{BlockSink, Cid, DAG_PB, HAMT_SHARDING_SIZE, ImportOptions, MAX_CHUNK_SIZE, NullSink, RAW, block_cid};
+use super::{
+    BlockSink, Cid, DAG_PB, HAMT_SHARDING_SIZE, ImportOptions, MAX_CHUNK_SIZE, NullSink, RAW,
+    block_cid,
+};
 
 /// Deepest directory nesting we follow before giving up.
 const MAX_DIR_DEPTH: usize = 512;
@@ -131,10 +134,14 @@ pub fn import_reader<R: Read, S: BlockSink>(
 /// Checks settings the way kubo does before building anything.
 pub(crate) fn validate(options: &ImportOptions) -> Result<(), ImportError> {
     if options.chunk_size == 0 || options.chunk_size > MAX_CHUNK_SIZE {
-        return Err(ImportError::InvalidOptions("chunk size must be between 1 byte and 1 MiB"));
+        return Err(ImportError::InvalidOptions(
+            "chunk size must be between 1 byte and 1 MiB",
+        ));
     }
     if options.max_links < 2 {
-        return Err(ImportError::InvalidOptions("a file node needs room for at least 2 links"));
+        return Err(ImportError::InvalidOptions(
+            "a file node needs room for at least 2 links",
+        ));
     }
     if options.raw_leaves && options.cid_version == Version::V0 {
         return Err(ImportError::InvalidOptions("raw leaves need CIDv1"));
@@ -150,7 +157,10 @@ struct Importer<S: BlockSink> {
 
 impl<S: BlockSink> Importer<S> {
     fn new(options: ImportOptions, sink: S) -> Result<Self, ImportError> {
-        Ok(Importer { leaves: LeafEncoder::new(options)?, sink })
+        Ok(Importer {
+            leaves: LeafEncoder::new(options)?,
+            sink,
+        })
     }
 
     fn path(&mut self, path: &Path, depth: usize) -> Result<Imported, ImportError> {
@@ -163,7 +173,9 @@ impl<S: BlockSink> Importer<S> {
         } else if kind.is_symlink() {
             self.symlink(path)
         } else {
-            Err(ImportError::UnsupportedFileType { path: path.to_path_buf() })
+            Err(ImportError::UnsupportedFileType {
+                path: path.to_path_buf(),
+            })
         }
     }
 
@@ -180,15 +192,24 @@ impl<S: BlockSink> Importer<S> {
         let mut unixfs = UnixFsData::new(DataType::Symlink);
         unixfs.data = Some(target.as_os_str().as_encoded_bytes());
         let data = pb::encode(&unixfs);
-        let block = pb::encode(&PbNode { links: Vec::new(), data: Some(&data) });
+        let block = pb::encode(&PbNode {
+            links: Vec::new(),
+            data: Some(&data),
+        });
         let cid = block_cid(self.leaves.options.cid_version, DAG_PB, &block);
         self.sink.put(&cid, &block).map_err(ImportError::Sink)?;
-        Ok(Imported { cid, tsize: block.len() as u64, content_size: 0 })
+        Ok(Imported {
+            cid,
+            tsize: block.len() as u64,
+            content_size: 0,
+        })
     }
 
     fn directory(&mut self, path: &Path, depth: usize) -> Result<Imported, ImportError> {
         if depth >= MAX_DIR_DEPTH {
-            return Err(ImportError::TooDeep { path: path.to_path_buf() });
+            return Err(ImportError::TooDeep {
+                path: path.to_path_buf(),
+            });
         }
         let mut names = Vec::new();
         for entry in fs::read_dir(path).map_err(|source| io_at(path, source))? {
@@ -208,7 +229,10 @@ impl<S: BlockSink> Importer<S> {
             let child = self.path(&path.join(&name), depth + 1)?;
             estimated_size += name.len() + child.cid.encoded_len();
             if estimated_size >= HAMT_SHARDING_SIZE {
-                return Err(ImportError::NeedsSharding { path: path.to_path_buf(), estimated_size });
+                return Err(ImportError::NeedsSharding {
+                    path: path.to_path_buf(),
+                    estimated_size,
+                });
             }
             children.push((name, child));
         }
@@ -223,7 +247,10 @@ impl<S: BlockSink> Importer<S> {
 }
 
 fn io_at(path: &Path, source: io::Error) -> ImportError {
-    ImportError::Io { path: path.to_path_buf(), source }
+    ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Encodes a UnixFS directory node over `(name, child)` entries sorted by name.
@@ -232,10 +259,17 @@ pub(crate) fn directory_block(version: Version, children: &[(String, Imported)])
     let links = children
         .iter()
         .zip(&hashes)
-        .map(|((name, child), hash)| PbLink { hash, name: Some(name), tsize: Some(child.tsize) })
+        .map(|((name, child), hash)| PbLink {
+            hash,
+            name: Some(name),
+            tsize: Some(child.tsize),
+        })
         .collect();
     let data = pb::encode(&UnixFsData::new(DataType::Directory));
-    let block = pb::encode(&PbNode { links, data: Some(&data) });
+    let block = pb::encode(&PbNode {
+        links,
+        data: Some(&data),
+    });
     let cid = block_cid(version, DAG_PB, &block);
     (block, cid)
 }
@@ -254,14 +288,20 @@ pub(crate) fn file_dag<R: Read, S: BlockSink>(
 ) -> Result<Imported, FileDagError> {
     let mut layout = Balanced::new(leaves.options);
     loop {
-        let n = leaves.read_chunk(&mut reader, leaves.options.chunk_size).map_err(FileDagError::Read)?;
+        let n = leaves
+            .read_chunk(&mut reader, leaves.options.chunk_size)
+            .map_err(FileDagError::Read)?;
         // An empty input still yields one (empty) leaf; otherwise EOF ends the file.
         if n == 0 && layout.leaves > 0 {
             break;
         }
         let (cid, block) = leaves.leaf(n);
         sink.put(&cid, block).map_err(FileDagError::Sink)?;
-        let leaf = Imported { cid, tsize: block.len() as u64, content_size: n as u64 };
+        let leaf = Imported {
+            cid,
+            tsize: block.len() as u64,
+            content_size: n as u64,
+        };
         layout.push_leaf(leaf, sink).map_err(FileDagError::Sink)?;
         if n < leaves.options.chunk_size {
             break;
@@ -328,7 +368,11 @@ struct Balanced {
 
 impl Balanced {
     fn new(options: ImportOptions) -> Self {
-        Balanced { options, levels: Vec::new(), leaves: 0 }
+        Balanced {
+            options,
+            levels: Vec::new(),
+            leaves: 0,
+        }
     }
 
     fn push_leaf<S: BlockSink>(&mut self, leaf: Imported, sink: &mut S) -> io::Result<()> {
@@ -336,7 +380,12 @@ impl Balanced {
         self.push(0, leaf, sink)
     }
 
-    fn push<S: BlockSink>(&mut self, mut level: usize, mut child: Imported, sink: &mut S) -> io::Result<()> {
+    fn push<S: BlockSink>(
+        &mut self,
+        mut level: usize,
+        mut child: Imported,
+        sink: &mut S,
+    ) -> io::Result<()> {
         loop {
             if self.levels.len() == level {
                 self.levels.push(Vec::with_capacity(self.options.max_links));
@@ -390,13 +439,20 @@ fn file_node_block(version: Version, children: &[Imported]) -> (Vec<u8>, Cid) {
     let links = children
         .iter()
         .zip(&hashes)
-        .map(|(child, hash)| PbLink { hash, name: Some(""), tsize: Some(child.tsize) })
+        .map(|(child, hash)| PbLink {
+            hash,
+            name: Some(""),
+            tsize: Some(child.tsize),
+        })
         .collect();
     let mut unixfs = UnixFsData::new(DataType::File);
     unixfs.filesize = Some(children.iter().map(|c| c.content_size).sum());
     unixfs.blocksizes = children.iter().map(|c| c.content_size).collect();
     let data = pb::encode(&unixfs);
-    let block = pb::encode(&PbNode { links, data: Some(&data) });
+    let block = pb::encode(&PbNode {
+        links,
+        data: Some(&data),
+    });
     let cid = block_cid(version, DAG_PB, &block);
     (block, cid)
 }
@@ -407,18 +463,35 @@ mod tests {
     use crate::content::Profile;
 
     fn cid_of(bytes: &[u8], profile: Profile) -> String {
-        import_reader(bytes, profile, &mut NullSink).map(|i| i.cid.to_string()).unwrap_or_default()
+        import_reader(bytes, profile, &mut NullSink)
+            .map(|i| i.cid.to_string())
+            .unwrap_or_default()
     }
 
     #[test]
     fn kubo_sharness_single_files() {
         // kubo test/sharness/t0040-add-and-cat.sh: `ipfs add` of small files.
-        assert_eq!(cid_of(b"Hello Worlds!\n", Profile::V0Default), "QmVr26fY1tKyspEJBniVhqxQeEjhF78XerGiqWAwraVLQH");
-        assert_eq!(cid_of(b"Helloo Worlds!\n", Profile::V0Default), "Qmf35k66MZNW2GijohUmXQEWKZU4cCGTCwK6idfnt152wJ");
-        assert_eq!(cid_of(b"Hello Venus!\n", Profile::V0Default), "QmU5kp3BH3B8tnWUU2Pikdb2maksBNkb92FHRr56hyghh4");
-        assert_eq!(cid_of(b"", Profile::V0Default), "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH");
+        assert_eq!(
+            cid_of(b"Hello Worlds!\n", Profile::V0Default),
+            "QmVr26fY1tKyspEJBniVhqxQeEjhF78XerGiqWAwraVLQH"
+        );
+        assert_eq!(
+            cid_of(b"Helloo Worlds!\n", Profile::V0Default),
+            "Qmf35k66MZNW2GijohUmXQEWKZU4cCGTCwK6idfnt152wJ"
+        );
+        assert_eq!(
+            cid_of(b"Hello Venus!\n", Profile::V0Default),
+            "QmU5kp3BH3B8tnWUU2Pikdb2maksBNkb92FHRr56hyghh4"
+        );
+        assert_eq!(
+            cid_of(b"", Profile::V0Default),
+            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+        );
         // `ipfs add --cid-version=1` (raw leaves): a one-chunk file is its raw leaf.
-        assert_eq!(cid_of(b"", Profile::V1RawLeaves), "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku");
+        assert_eq!(
+            cid_of(b"", Profile::V1RawLeaves),
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+        );
         assert_eq!(
             cid_of(b"Hello Mars!\n", Profile::V1RawLeaves),
             "bafkreibmlvvgdyihetgocpof6xk64kjjzdeq2e4c7hqs3krdheosk4tgj4"
@@ -427,7 +500,11 @@ mod tests {
 
     #[test]
     fn tsize_and_sizes_add_up_across_levels() {
-        let options = ImportOptions { chunk_size: 4, max_links: 2, ..Profile::V0Default.options() };
+        let options = ImportOptions {
+            chunk_size: 4,
+            max_links: 2,
+            ..Profile::V0Default.options()
+        };
         let imported = import_reader(&[1u8; 13][..], options, &mut NullSink).ok();
         assert_eq!(imported.as_ref().map(|i| i.content_size), Some(13));
         // 4 leaves of (8-byte frame + data) => tsize larger than the data.
@@ -437,13 +514,28 @@ mod tests {
     #[test]
     fn options_kubo_refuses_are_refused() {
         let bad = [
-            ImportOptions { chunk_size: 0, ..Profile::V0Default.options() },
-            ImportOptions { chunk_size: MAX_CHUNK_SIZE + 1, ..Profile::V0Default.options() },
-            ImportOptions { max_links: 1, ..Profile::V0Default.options() },
-            ImportOptions { raw_leaves: true, ..Profile::V0Default.options() },
+            ImportOptions {
+                chunk_size: 0,
+                ..Profile::V0Default.options()
+            },
+            ImportOptions {
+                chunk_size: MAX_CHUNK_SIZE + 1,
+                ..Profile::V0Default.options()
+            },
+            ImportOptions {
+                max_links: 1,
+                ..Profile::V0Default.options()
+            },
+            ImportOptions {
+                raw_leaves: true,
+                ..Profile::V0Default.options()
+            },
         ];
         for options in bad {
-            assert!(matches!(validate(&options), Err(ImportError::InvalidOptions(_))));
+            assert!(matches!(
+                validate(&options),
+                Err(ImportError::InvalidOptions(_))
+            ));
         }
     }
 }

@@ -114,7 +114,11 @@ pub fn verify_path(path: &Path, expected: &Cid) -> Result<(), VerifyError> {
             return Ok(());
         }
     }
-    Err(VerifyError::Mismatch { path: path.to_path_buf(), expected: *expected, actual })
+    Err(VerifyError::Mismatch {
+        path: path.to_path_buf(),
+        expected: *expected,
+        actual,
+    })
 }
 
 fn check_unixfs_cid(cid: &Cid) -> Result<(), VerifyError> {
@@ -130,7 +134,10 @@ fn check_unixfs_cid(cid: &Cid) -> Result<(), VerifyError> {
 pub fn verify_car<R: Read>(reader: R, expected: &Cid) -> Result<CarSummary, VerifyError> {
     let mut car = CarReader::new(reader)?;
     if !car.roots().contains(expected) {
-        return Err(VerifyError::RootNotInHeader { expected: *expected, roots: car.roots().to_vec() });
+        return Err(VerifyError::RootNotInHeader {
+            expected: *expected,
+            roots: car.roots().to_vec(),
+        });
     }
     let mut present = HashSet::new();
     let mut links: HashMap<Cid, Vec<Cid>> = HashMap::new();
@@ -144,7 +151,12 @@ pub fn verify_car<R: Read>(reader: R, expected: &Cid) -> Result<CarSummary, Veri
                 .links
                 .iter()
                 .map(|l| {
-                    Cid::try_from(l.hash).map_err(|_| bad(PbError::Invalid { message: "PBLink", reason: "Hash is not a CID" }))
+                    Cid::try_from(l.hash).map_err(|_| {
+                        bad(PbError::Invalid {
+                            message: "PBLink",
+                            reason: "Hash is not a CID",
+                        })
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             links.insert(cid, children);
@@ -164,12 +176,20 @@ pub fn verify_car<R: Read>(reader: R, expected: &Cid) -> Result<CarSummary, Veri
             }
         }
     }
-    Ok(CarSummary { blocks: car.blocks_read(), reachable: reachable.len() as u64, bytes: car.position() })
+    Ok(CarSummary {
+        blocks: car.blocks_read(),
+        reachable: reachable.len() as u64,
+        bytes: car.position(),
+    })
 }
 
 /// Compares `path` with the expected DAG of `expected` held in a CAR and
 /// names the first file or directory entry that differs.
-pub fn diff_path_against_car<R: Read>(path: &Path, car: R, expected: &Cid) -> Result<(), VerifyError> {
+pub fn diff_path_against_car<R: Read>(
+    path: &Path,
+    car: R,
+    expected: &Cid,
+) -> Result<(), VerifyError> {
     check_unixfs_cid(expected)?;
     let blocks = read_directory_blocks(car)?;
     let profile = match expected.version() {
@@ -198,12 +218,21 @@ fn read_directory_blocks<R: Read>(car: R) -> Result<HashMap<Cid, Vec<u8>>, Verif
     Ok(dirs)
 }
 
-fn diff(path: &Path, expected: &Cid, dirs: &HashMap<Cid, Vec<u8>>, profile: Profile) -> Result<(), VerifyError> {
+fn diff(
+    path: &Path,
+    expected: &Cid,
+    dirs: &HashMap<Cid, Vec<u8>>,
+    profile: Profile,
+) -> Result<(), VerifyError> {
     let actual = import_path(path, profile)?;
     if actual == *expected {
         return Ok(());
     }
-    let mismatch = || VerifyError::Mismatch { path: path.to_path_buf(), expected: *expected, actual };
+    let mismatch = || VerifyError::Mismatch {
+        path: path.to_path_buf(),
+        expected: *expected,
+        actual,
+    };
     // Descend only where both sides are directories; otherwise this is the culprit.
     let (Some(block), true) = (dirs.get(expected), path.is_dir()) else {
         return Err(mismatch());
@@ -219,15 +248,27 @@ fn diff(path: &Path, expected: &Cid, dirs: &HashMap<Cid, Vec<u8>>, profile: Prof
         expected_names.insert(name.to_string());
         let child_path = path.join(name);
         if fs::symlink_metadata(&child_path).is_err() {
-            return Err(VerifyError::EntryMismatch { path: child_path, what: "missing on disk" });
+            return Err(VerifyError::EntryMismatch {
+                path: child_path,
+                what: "missing on disk",
+            });
         }
         diff(&child_path, &child, dirs, profile)?;
     }
-    for entry in fs::read_dir(path).map_err(|source| ImportError::Io { path: path.to_path_buf(), source })? {
-        let entry = entry.map_err(|source| ImportError::Io { path: path.to_path_buf(), source })?;
+    for entry in fs::read_dir(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })? {
+        let entry = entry.map_err(|source| ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         if !expected_names.contains(&name) {
-            return Err(VerifyError::EntryMismatch { path: entry.path(), what: "not in the expected DAG" });
+            return Err(VerifyError::EntryMismatch {
+                path: entry.path(),
+                what: "not in the expected DAG",
+            });
         }
     }
     Err(mismatch())

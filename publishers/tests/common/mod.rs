@@ -65,7 +65,10 @@ pub fn snapshot(root: &Path) -> io::Result<Vec<(PathBuf, Option<Vec<u8>>)>> {
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir)? {
             let path = entry?.path();
-            let relative = path.strip_prefix(root).map(Path::to_path_buf).unwrap_or_default();
+            let relative = path
+                .strip_prefix(root)
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
             if path.is_dir() {
                 out.push((relative, None));
                 stack.push(path);

@@ -64,5 +64,6 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Res
             Err(_) => bail!("API answered {status}: {}", String::from_utf8_lossy(&bytes)),
         }
     }
-    serde_json::from_slice(&bytes).context("the API answered something that is not the expected JSON")
+    serde_json::from_slice(&bytes)
+        .context("the API answered something that is not the expected JSON")
 }

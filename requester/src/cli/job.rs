@@ -74,7 +74,10 @@ pub async fn run(client: &Client, format: Format, command: JobCommand) -> anyhow
             match format {
                 Format::Json => print_json(&jobs)?,
                 Format::Text => {
-                    println!("{:<22} {:<20} {:<10} {:>7}  progress", "ID", "NAME", "STATE", "SHARDS");
+                    println!(
+                        "{:<22} {:<20} {:<10} {:>7}  progress",
+                        "ID", "NAME", "STATE", "SHARDS"
+                    );
                     for j in jobs {
                         println!(
                             "{:<22} {:<20} {:<10} {:>7}  {}",
@@ -106,7 +109,9 @@ pub async fn run(client: &Client, format: Format, command: JobCommand) -> anyhow
             Ok(ExitCode::SUCCESS)
         }
         JobCommand::Cancel { id } => {
-            let view: JobView = client.post(&format!("/jobs/{id}/cancel"), String::new()).await?;
+            let view: JobView = client
+                .post(&format!("/jobs/{id}/cancel"), String::new())
+                .await?;
             match format {
                 Format::Json => print_json(&view)?,
                 Format::Text => println!("cancelling {}", view.id),
@@ -127,10 +132,16 @@ pub async fn run_node(
             match format {
                 Format::Json => print_json(&nodes)?,
                 Format::Text => {
-                    println!("{:<54} {:<10} {:>5} {:>5}  executors / publishers", "PEER ID", "ROLES", "SLOTS", "FREE");
+                    println!(
+                        "{:<54} {:<10} {:>5} {:>5}  executors / publishers",
+                        "PEER ID", "ROLES", "SLOTS", "FREE"
+                    );
                     for n in nodes {
-                        let roles: Vec<String> =
-                            n.roles.iter().map(|r| format!("{r:?}").to_lowercase()).collect();
+                        let roles: Vec<String> = n
+                            .roles
+                            .iter()
+                            .map(|r| format!("{r:?}").to_lowercase())
+                            .collect();
                         println!(
                             "{:<54} {:<10} {:>5} {:>5}  {} / {}",
                             n.peer_id,
@@ -166,7 +177,10 @@ pub async fn follow(client: &Client, id: &str, format: Format) -> anyhow::Result
         if let Some(bar) = &bar {
             bar.set_length(view.shards.len() as u64);
             bar.set_position(u64::from(
-                view.counts.get(&ShardState::Published).copied().unwrap_or(0),
+                view.counts
+                    .get(&ShardState::Published)
+                    .copied()
+                    .unwrap_or(0),
             ));
             bar.set_message(line.clone());
         } else if line != last && format == Format::Text {
@@ -213,7 +227,12 @@ fn short(id: &str) -> &str {
 
 /// Prints a job and its shards as text.
 pub fn print_describe(view: &JobView) {
-    println!("job {} ({}): {}", view.id, view.name, state_name(view.state));
+    println!(
+        "job {} ({}): {}",
+        view.id,
+        view.name,
+        state_name(view.state)
+    );
     println!("shards: {}", counts_line(&view.counts));
     for d in &view.disagreements {
         println!(
@@ -221,7 +240,10 @@ pub fn print_describe(view: &JobView) {
             d.shard, d.node, d.cid, d.majority_cid
         );
     }
-    println!("{:>5} {:<10} {:<8} {:>4} {:>4}  cid / location / reasons", "SHARD", "STATE", "NODE", "BIDS", "TRY");
+    println!(
+        "{:>5} {:<10} {:<8} {:>4} {:>4}  cid / location / reasons",
+        "SHARD", "STATE", "NODE", "BIDS", "TRY"
+    );
     for s in &view.shards {
         println!(
             "{:>5} {:<10} {:<8} {:>4} {:>4}  {}",
@@ -254,7 +276,11 @@ pub fn print_manifest(m: &Manifest) {
             s.shard,
             s.node.as_deref().map(short).unwrap_or("-"),
             s.cid.as_deref().unwrap_or("-"),
-            if locations.is_empty() { "-".to_owned() } else { locations.join(" ") }
+            if locations.is_empty() {
+                "-".to_owned()
+            } else {
+                locations.join(" ")
+            }
         );
     }
 }

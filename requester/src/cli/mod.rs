@@ -19,7 +19,12 @@ use crate::service::{ServeOptions, serve};
 #[command(name = "shoal", version, about)]
 pub struct Cli {
     /// Requester API URL.
-    #[arg(long, global = true, env = "SHOAL_API", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "SHOAL_API",
+        default_value = "http://127.0.0.1:7070"
+    )]
     pub api: String,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
@@ -42,7 +47,11 @@ pub enum Command {
         #[arg(long)]
         home: PathBuf,
         /// HOST:PORT for the HTTP API.
-        #[arg(long = "listen-api", visible_alias = "api-addr", default_value = "127.0.0.1:7070")]
+        #[arg(
+            long = "listen-api",
+            visible_alias = "api-addr",
+            default_value = "127.0.0.1:7070"
+        )]
         api_addr: String,
         /// libp2p listen multiaddr (repeatable).
         #[arg(long, default_values_t = ["/ip4/0.0.0.0/tcp/0".parse::<Multiaddr>().expect("static")])]
@@ -109,7 +118,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Job(command) => job::run(&client::Client::new(&cli.api)?, cli.output, command).await,
+        Command::Job(command) => {
+            job::run(&client::Client::new(&cli.api)?, cli.output, command).await
+        }
         Command::Node(command) => {
             job::run_node(&client::Client::new(&cli.api)?, cli.output, command).await
         }

@@ -116,9 +116,7 @@ pub(crate) async fn bid_and_award(
                 false
             }
         })
-        .filter(|m| {
-            !record.excluded.contains(&m.info.peer_id) && !busy.contains(&m.info.peer_id)
-        })
+        .filter(|m| !record.excluded.contains(&m.info.peer_id) && !busy.contains(&m.info.peer_id))
         .collect();
     if eligible.is_empty() {
         let why = if ineligible.is_empty() {

@@ -295,9 +295,12 @@ impl Orchestrator {
         let holds = self.inner.jobs.lock().ok().and_then(|jobs| {
             let entry = jobs.get(&shard.job.0)?;
             let record = entry.shards.get(shard.index as usize)?;
-            Some(record.replicas.iter().any(|r| {
-                r.node == node && r.attempt == shard.attempt && r.is_active()
-            }))
+            Some(
+                record
+                    .replicas
+                    .iter()
+                    .any(|r| r.node == node && r.attempt == shard.attempt && r.is_active()),
+            )
         });
         if holds != Some(true) {
             return Response::Error {
@@ -342,30 +345,35 @@ impl Inner {
             *slot = shard.clone();
         }
         self.store.put_shard(job, shard);
-        if shard.state.is_terminal() && entry.record.state == JobState::Running {
-            if entry.shards.iter().all(|s| s.state.is_terminal()) {
-                let state = if entry.cancel.is_cancelled() {
-                    JobState::Cancelled
-                } else if entry.shards.iter().all(|s| s.state == ShardState::Published) {
-                    JobState::Completed
-                } else {
-                    JobState::Failed
-                };
-                entry.record.state = state;
-                entry.record.finished_at_ms = Some(now_ms());
-                info!(job, ?state, "job finished");
-                self.store.put_job(&entry.record);
-            }
+        if shard.state.is_terminal()
+            && entry.record.state == JobState::Running
+            && entry.shards.iter().all(|s| s.state.is_terminal())
+        {
+            let state = if entry.cancel.is_cancelled() {
+                JobState::Cancelled
+            } else if entry
+                .shards
+                .iter()
+                .all(|s| s.state == ShardState::Published)
+            {
+                JobState::Completed
+            } else {
+                JobState::Failed
+            };
+            entry.record.state = state;
+            entry.record.finished_at_ms = Some(now_ms());
+            info!(job, ?state, "job finished");
+            self.store.put_job(&entry.record);
         }
     }
 
     /// Records an outvoted replica on the job.
     pub fn record_disagreement(&self, job: &str, d: crate::model::Disagreement) {
-        if let Ok(mut jobs) = self.jobs.lock() {
-            if let Some(entry) = jobs.get_mut(job) {
-                entry.record.disagreements.push(d);
-                self.store.put_job(&entry.record);
-            }
+        if let Ok(mut jobs) = self.jobs.lock()
+            && let Some(entry) = jobs.get_mut(job)
+        {
+            entry.record.disagreements.push(d);
+            self.store.put_job(&entry.record);
         }
     }
 

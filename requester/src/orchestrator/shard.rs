@@ -174,12 +174,19 @@ async fn apply(inner: &Inner, job: &str, rec: &mut ShardRecord, seen: &mut Seen,
         ShardEvent::Published { cid, locations } => {
             // With verification, what was published must hash to the CID
             // the majority agreed on; the node re-hashed it when publishing.
-            if let Some(expected) = rec.cid.clone() {
-                if expected != cid {
-                    lose(inner, job, rec, pos, format!("published CID {cid}, but the verified CID is {expected}")).await;
-                    inner.save(job, rec);
-                    return;
-                }
+            if let Some(expected) = rec.cid.clone()
+                && expected != cid
+            {
+                lose(
+                    inner,
+                    job,
+                    rec,
+                    pos,
+                    format!("published CID {cid}, but the verified CID is {expected}"),
+                )
+                .await;
+                inner.save(job, rec);
+                return;
             }
             let r = &mut rec.replicas[pos];
             r.state = ReplicaState::Published;
@@ -206,8 +213,11 @@ async fn lose(inner: &Inner, job: &str, rec: &mut ShardRecord, pos: usize, reaso
     r.state = ReplicaState::Failed;
     let node = r.node.clone();
     warn!(node = %node, "replica lost: {reason}");
-    rec.reasons
-        .push(format!("{} (attempt {}): {reason}", short(&node), r.attempt));
+    rec.reasons.push(format!(
+        "{} (attempt {}): {reason}",
+        short(&node),
+        r.attempt
+    ));
     if !rec.excluded.contains(&node) {
         rec.excluded.push(node);
     }
@@ -250,7 +260,12 @@ async fn check_liveness(inner: &Inner, job: &str, rec: &mut ShardRecord, seen: &
     }
     for (pos, reason) in lost {
         let r = &rec.replicas[pos];
-        send(inner, &r.node, Request::Cancel(shard_ref(job, rec.index, r.attempt))).await;
+        send(
+            inner,
+            &r.node,
+            Request::Cancel(shard_ref(job, rec.index, r.attempt)),
+        )
+        .await;
         lose(inner, job, rec, pos, reason).await;
     }
     inner.save(job, rec);
@@ -281,7 +296,13 @@ async fn verify_and_publish(inner: &Inner, job: &str, spec: &JobSpec, rec: &mut 
             .filter(|r| r.is_active())
             .map(|r| format!("{} -> {}", short(&r.node), r.cid.as_deref().unwrap_or("?")))
             .collect();
-        fail(inner, job, rec, format!("replicas disagree, no majority: {}", summary.join(", "))).await;
+        fail(
+            inner,
+            job,
+            rec,
+            format!("replicas disagree, no majority: {}", summary.join(", ")),
+        )
+        .await;
         return;
     };
     for r in rec.replicas.iter_mut().filter(|r| r.is_active()) {
@@ -298,17 +319,30 @@ async fn verify_and_publish(inner: &Inner, job: &str, spec: &JobSpec, rec: &mut 
                 },
             );
             r.state = ReplicaState::Discarded;
-            rec.reasons
-                .push(format!("{} outvoted: its CID differs from the majority", short(&r.node)));
+            rec.reasons.push(format!(
+                "{} outvoted: its CID differs from the majority",
+                short(&r.node)
+            ));
             if !rec.excluded.contains(&r.node) {
                 rec.excluded.push(r.node.clone());
             }
-            send(inner, &r.node.clone(), Request::Discard(shard_ref(job, rec.index, r.attempt))).await;
+            send(
+                inner,
+                &r.node.clone(),
+                Request::Discard(shard_ref(job, rec.index, r.attempt)),
+            )
+            .await;
         }
     }
     rec.cid = Some(majority);
     if !publish_next(inner, job, rec).await {
-        fail(inner, job, rec, "no majority replica could be asked to publish".into()).await;
+        fail(
+            inner,
+            job,
+            rec,
+            "no majority replica could be asked to publish".into(),
+        )
+        .await;
         return;
     }
     inner.save(job, rec);
@@ -317,9 +351,11 @@ async fn verify_and_publish(inner: &Inner, job: &str, spec: &JobSpec, rec: &mut 
 /// Asks the next computed majority replica to publish. False if none.
 async fn publish_next(inner: &Inner, job: &str, rec: &mut ShardRecord) -> bool {
     loop {
-        let Some(pos) = rec.replicas.iter().position(|r| {
-            r.state == ReplicaState::Computed && r.cid.is_some() && r.cid == rec.cid
-        }) else {
+        let Some(pos) = rec
+            .replicas
+            .iter()
+            .position(|r| r.state == ReplicaState::Computed && r.cid.is_some() && r.cid == rec.cid)
+        else {
             return false;
         };
         let (node, attempt) = (rec.replicas[pos].node.clone(), rec.replicas[pos].attempt);
@@ -327,13 +363,21 @@ async fn publish_next(inner: &Inner, job: &str, rec: &mut ShardRecord) -> bool {
         rec.node = Some(node.clone());
         rec.state = ShardState::Publishing;
         inner.save(job, rec);
-        match request(inner, &node, Request::Publish(shard_ref(job, rec.index, attempt))).await {
+        match request(
+            inner,
+            &node,
+            Request::Publish(shard_ref(job, rec.index, attempt)),
+        )
+        .await
+        {
             Ok(Response::Ack) => return true,
             other => {
                 let r = &mut rec.replicas[pos];
                 r.state = ReplicaState::Failed;
-                rec.reasons
-                    .push(format!("{} could not be asked to publish: {other:?}", short(&node)));
+                rec.reasons.push(format!(
+                    "{} could not be asked to publish: {other:?}",
+                    short(&node)
+                ));
                 rec.excluded.push(node);
                 rec.node = None;
             }
@@ -379,7 +423,9 @@ fn shard_ref(job: &str, index: u32, attempt: u32) -> ShardRef {
 }
 
 async fn request(inner: &Inner, node: &str, message: Request) -> Result<Response, String> {
-    let peer: PeerId = node.parse().map_err(|e| format!("bad peer id {node}: {e}"))?;
+    let peer: PeerId = node
+        .parse()
+        .map_err(|e| format!("bad peer id {node}: {e}"))?;
     match tokio::time::timeout(inner.config.bid_timeout, inner.net.request(peer, message)).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(e.to_string()),
