@@ -30,10 +30,7 @@ pub(super) async fn drive(
     async move {
         let mut seen: Seen = HashMap::new();
         let mut busy_rounds = 0u32;
-        loop {
-            let Some((mut rec, spec)) = inner.shard(&job, index) else {
-                break;
-            };
+        while let Some((mut rec, spec)) = inner.shard(&job, index) {
             if rec.state.is_terminal() {
                 break;
             }
