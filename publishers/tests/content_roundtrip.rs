@@ -26,8 +26,11 @@ fn car_of(path: &Path, profile: Profile) -> Result<(Cid, Vec<u8>), Box<dyn std::
     Ok((packed.root, bytes))
 }
 
+/// A block as listed in a CAR: CID, data, and (offset, length) of the data.
+type Listed = (Cid, Vec<u8>, (u64, usize));
+
 /// Every block of a CAR, in order, with its data span.
-fn blocks(car: &[u8]) -> Result<Vec<(Cid, Vec<u8>, (u64, usize))>, CarError> {
+fn blocks(car: &[u8]) -> Result<Vec<Listed>, CarError> {
     let mut reader = CarReader::new(car)?;
     let mut out = Vec::new();
     while let Some((cid, data)) = reader.next_block()? {

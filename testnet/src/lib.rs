@@ -88,6 +88,11 @@ impl NodeProcess {
     }
 }
 
+/// Adjusts node `index`'s config before it starts.
+pub type Configure = Box<dyn Fn(usize, &mut Config) + Send + Sync>;
+/// Extra environment variables for node `index`.
+pub type NodeEnv = Box<dyn Fn(usize) -> Vec<(String, String)> + Send + Sync>;
+
 /// How to build the network.
 pub struct Options {
     /// The binary that understands `__node run` (usually this one).
@@ -95,11 +100,11 @@ pub struct Options {
     /// Where homes go; a temp dir (removed at the end) if `None`.
     pub dir: Option<PathBuf>,
     /// Adjusts each node's config before it starts (index, config).
-    pub configure: Box<dyn Fn(usize, &mut Config) + Send + Sync>,
+    pub configure: Configure,
     /// How long to wait for a full membership view.
     pub converge_timeout: Duration,
     /// Extra environment for a node (index -> variables), e.g. test switches.
-    pub node_env: Box<dyn Fn(usize) -> Vec<(String, String)> + Send + Sync>,
+    pub node_env: NodeEnv,
 }
 
 impl Options {
