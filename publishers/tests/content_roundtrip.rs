@@ -307,6 +307,23 @@ fn export_never_overwrites_an_existing_path() -> TestResult {
 }
 
 #[test]
+fn symlinks_are_packed_and_verified_but_not_exported() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let tree = dir.path().join("tree");
+    fs::create_dir(&tree)?;
+    fs::write(tree.join("target"), b"data")?;
+    std::os::unix::fs::symlink("../../outside", tree.join("link"))?;
+    let (root, car) = car_of(&tree, Profile::V0Default)?;
+    verify_car(&car[..], &root)?;
+    verify_path(&tree, &root)?;
+    match export_car(Cursor::new(&car), &root, &dir.path().join("out")) {
+        Err(ExportError::Unsupported { path, .. }) => assert_eq!(path, dir.path().join("out/link")),
+        other => panic!("expected the symlink to be refused, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
 fn truncated_car_is_an_error_not_a_panic() -> TestResult {
     let dir = tempfile::tempdir()?;
     reference_tree(dir.path())?;

@@ -3,14 +3,16 @@
 //! Sources, per test:
 //! - kubo `test/sharness/t0040-add-and-cat.sh`: CIDs `ipfs add` prints for
 //!   small files and directories (planets, moons, `add -r .`), the empty
-//!   file and `--cid-version=1` / `--raw-leaves` variants.
+//!   file and `--cid-version=1` / `--raw-leaves` variants; and
+//!   `t0044-add-symlink.sh` for symlinks.
 //! - The JS reference importer (`ipfs-unixfs-importer` 17.1.1 +
 //!   `blockstore-core`), for sizes kubo publishes no vector for; it was first
-//!   checked against every kubo vector above. See `tests/vectors/README.md`
+//!   checked against the kubo t0040 vectors above. See `tests/vectors/README.md`
 //!   for the script and exact options.
 //! - go-fil-commp-hashhash `testdata/zero.txt` and `testdata/0xCC.txt`
 //!   (generated with Lotus `ClientCalcCommP`), and go-fil-commcid
-//!   `commcid_test.go` ("127OfEach0-1-2-3"), for piece CIDs.
+//!   `commcid_test.go` ("127OfEach0-1-2-3"), for piece CIDs; and
+//!   `@web3-storage/data-segment` 5.3.0 for pseudo-random payloads.
 
 mod common;
 
@@ -300,6 +302,30 @@ fn directories_match_kubo_sharness() -> io::Result<()> {
     assert_eq!(
         cid_of_path(empty.path(), Profile::V1RawLeaves),
         "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354"
+    );
+    Ok(())
+}
+
+#[test]
+fn symlinks_are_added_as_links_like_kubo() -> io::Result<()> {
+    // kubo test/sharness/t0044-add-symlink.sh: a tree with a good and a
+    // dangling symlink, and each symlink added on its own.
+    let dir = tempfile::tempdir()?;
+    let files = dir.path().join("files");
+    write_tree(&files, &[("foo/baz", b"some text\n")], &["bar"])?;
+    std::os::unix::fs::symlink("files/foo/baz", files.join("bar/baz"))?;
+    std::os::unix::fs::symlink("files/does/not/exist", files.join("bad"))?;
+    assert_eq!(
+        cid_of_path(&files, Profile::V0Default),
+        "QmWdiHKoeSW8G1u7ATCgpx4yMoUhYaJBQGkyPLkS9goYZ8"
+    );
+    assert_eq!(
+        cid_of_path(&files.join("bar/baz"), Profile::V0Default),
+        "QmdocmZeF7qwPT9Z8SiVhMSyKA2KKoA2J7jToW6z6WBmxR"
+    );
+    assert_eq!(
+        cid_of_path(&files.join("bad"), Profile::V0Default),
+        "QmWYN8SEXCgNT2PSjB6BnxAx6NJQtazWoBkTRH9GRfPFFQ"
     );
     Ok(())
 }

@@ -174,3 +174,81 @@ pub fn verify_locations(manifest: &Manifest) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Figures of one `bench` run.
+#[derive(Debug)]
+pub struct BenchReport {
+    pub shards: usize,
+    pub submit: Duration,
+    pub all_awarded: Duration,
+    pub all_published: Duration,
+    pub bid_requests: u64,
+    pub state: JobState,
+}
+
+/// Submits a job of `shards` trivial shards and times it to all awarded and
+/// to all published.
+pub async fn bench(net: &Testnet, api: &str, shards: usize) -> anyhow::Result<BenchReport> {
+    let inputs = net.root().join("bench-inputs");
+    std::fs::create_dir_all(&inputs)?;
+    for i in 0..shards {
+        std::fs::write(inputs.join(format!("s{i:06}.txt")), format!("{i}\n"))?;
+    }
+    let spec = format!(
+        r#"name: bench
+executor: {{type: shell, command: ["true"]}}
+inputs: {{local: {{path: "{}"}}}}
+sharding: {{glob: "*.txt", batch_size: 1}}
+resources: {{cpu: 1, timeout: 60s}}
+publish: [{{local: {{path: bench}}}}]
+"#,
+        inputs.display()
+    );
+    let http = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let view = post_job(&http, api, spec).await?;
+    let submit = started.elapsed();
+    let mut all_awarded = None;
+    let deadline = started + Duration::from_secs(1800);
+    loop {
+        let jobs: Vec<shoal_requester::model::JobSummary> =
+            http.get(format!("{api}/jobs")).send().await?.json().await?;
+        let job = jobs
+            .iter()
+            .find(|j| j.id == view.id)
+            .context("job vanished")?;
+        use shoal_requester::model::ShardState::{Bidding, Pending};
+        let waiting: u32 = [Pending, Bidding]
+            .iter()
+            .map(|s| job.counts.get(s).copied().unwrap_or(0))
+            .sum();
+        if all_awarded.is_none() && waiting == 0 {
+            all_awarded = Some(started.elapsed());
+        }
+        if job.state != JobState::Running {
+            let all_published = started.elapsed();
+            let view: JobView = http
+                .get(format!("{api}/jobs/{}", view.id))
+                .send()
+                .await?
+                .json()
+                .await?;
+            return Ok(BenchReport {
+                shards,
+                submit,
+                all_awarded: all_awarded.unwrap_or(all_published),
+                all_published,
+                bid_requests: view
+                    .shards
+                    .iter()
+                    .map(|s| u64::from(s.bid_requests_sent))
+                    .sum(),
+                state: view.state,
+            });
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("bench job still running after 30 minutes: {:?}", job.counts);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

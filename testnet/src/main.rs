@@ -39,6 +39,13 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Time a job of many trivial shards: submit -> all awarded -> all published.
+    Bench {
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        #[arg(long, default_value_t = 10_000)]
+        shards: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,6 +106,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             shoal_node::daemon::wait_for_signal().await?;
             eprintln!("stopping {} nodes", net.nodes.len());
             net.stop().await
+        }
+        Command::Bench { nodes, shards } => {
+            let exe = std::env::current_exe().context("cannot find this binary")?;
+            let mut options = Options::new(exe);
+            options.configure = Box::new(|_, config| {
+                config.compute.heartbeat_ms = 2000;
+                config.compute.max_queue = 4096;
+            });
+            let mut net = Testnet::start(nodes, options).await?;
+            let api = net.start_requester(&["--heartbeat-timeout", "30"]).await?;
+            let result = demo::bench(&net, &api, shards).await;
+            net.stop().await?;
+            let r = result?;
+            println!("| nodes | shards | submit (list + shard + store) | all awarded | all published | bid requests / shard | job |");
+            println!("|---:|---:|---:|---:|---:|---:|---|");
+            println!(
+                "| {nodes} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} | {:?} |",
+                r.shards,
+                r.submit.as_secs_f64(),
+                r.all_awarded.as_secs_f64(),
+                r.all_published.as_secs_f64(),
+                r.bid_requests as f64 / r.shards.max(1) as f64,
+                r.state
+            );
+            Ok(())
         }
         Command::Demo { nodes, shards, dir } => {
             let exe = std::env::current_exe().context("cannot find this binary")?;

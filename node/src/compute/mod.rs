@@ -25,7 +25,9 @@ use tracing::{info, warn};
 pub use policy::{Load, Offer};
 
 use crate::net::{InboundRequest, NetHandle};
-use crate::protocol::job::{JobId, Request, Response, ShardEvent, ShardRef, ShardTask};
+use crate::protocol::job::{
+    Beat, JobId, MAX_BEATS_PER_MESSAGE, Request, Response, ShardEvent, ShardRef, ShardTask,
+};
 
 /// Settings of the compute role.
 pub struct ComputeConfig {
@@ -130,7 +132,7 @@ impl Compute {
                 Response::Ack
             }
             Request::Ping { nonce } => Response::Pong { nonce },
-            Request::Update { .. } => Response::Error {
+            Request::Update { .. } | Request::Heartbeat { .. } => Response::Error {
                 message: "this peer is a compute node, not a requester".into(),
             },
         }
@@ -255,27 +257,43 @@ impl Compute {
         }
     }
 
-    /// Tells each requester that the shards we hold are alive.
+    /// Tells each requester, in one message per requester, that the shards
+    /// we hold for it are alive; forgets shards the requester disowns.
     fn heartbeats(&self) {
-        let beats: Vec<(PeerId, ShardRef, bool)> = match self.inner.shards.lock() {
-            Ok(shards) => shards
-                .values()
-                .filter(|e| !matches!(e.stage, Stage::Done | Stage::Published { .. }))
-                .map(|e| (e.requester, e.task.shard.clone(), e.stage == Stage::Queued))
-                .collect(),
-            Err(_) => return,
-        };
-        for (requester, shard, queued) in beats {
-            let net = self.inner.net.clone();
-            tokio::spawn(async move {
-                let update = Request::Update {
-                    shard,
-                    event: ShardEvent::Running { queued },
-                };
-                if let Err(e) = net.request(requester, update).await {
-                    warn!("heartbeat not delivered: {e}");
+        let mut by_requester: HashMap<PeerId, Vec<Beat>> = HashMap::new();
+        match self.inner.shards.lock() {
+            Ok(shards) => {
+                for e in shards
+                    .values()
+                    .filter(|e| !matches!(e.stage, Stage::Done | Stage::Published { .. }))
+                {
+                    by_requester.entry(e.requester).or_default().push(Beat {
+                        shard: e.task.shard.clone(),
+                        queued: e.stage == Stage::Queued,
+                    });
                 }
-            });
+            }
+            Err(_) => return,
+        }
+        for (requester, beats) in by_requester {
+            for chunk in beats.chunks(MAX_BEATS_PER_MESSAGE) {
+                let inner = self.inner.clone();
+                let request = Request::Heartbeat {
+                    shards: chunk.to_vec(),
+                };
+                let compute = self.clone();
+                tokio::spawn(async move {
+                    match inner.net.request(requester, request).await {
+                        Ok(Response::Stale { shards }) => {
+                            for shard in shards {
+                                compute.cancel(&shard);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => warn!("heartbeat not delivered: {e}"),
+                    }
+                });
+            }
         }
     }
 }

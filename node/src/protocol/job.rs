@@ -177,7 +177,21 @@ pub enum Request {
     Cancel(ShardRef),
     /// Node -> requester: progress on a shard.
     Update { shard: ShardRef, event: ShardEvent },
+    /// Node -> requester: every shard this node holds for the requester is
+    /// alive. One message per requester per interval, however many shards.
+    Heartbeat { shards: Vec<Beat> },
 }
+
+/// One shard in a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Beat {
+    pub shard: ShardRef,
+    /// Still waiting for a slot.
+    pub queued: bool,
+}
+
+/// Most shards one heartbeat message carries (well under the size limit).
+pub const MAX_BEATS_PER_MESSAGE: usize = 4096;
 
 /// A peer's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,6 +207,8 @@ pub enum Response {
     Decline(Decline),
     /// The request was taken.
     Ack,
+    /// Heartbeat answer: these shards are no longer the node's; drop them.
+    Stale { shards: Vec<ShardRef> },
     /// The request was understood but refused.
     Error {
         message: String,

@@ -18,6 +18,7 @@
 // Errors carry the CIDs (80 bytes each) they are about, so that messages can
 // name them; every call returning one does file I/O, so the size is moot.
 #![allow(clippy::result_large_err)]
+#![warn(missing_docs)]
 
 pub mod car;
 pub mod commp;

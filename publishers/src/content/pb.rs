@@ -19,7 +19,9 @@ pub enum PbError {
     /// The protobuf is valid but breaks a dag-pb or UnixFS rule.
     #[error("invalid {message}: {reason}")]
     Invalid {
+        /// The message type ("PBNode", "UnixFS Data", ...).
         message: &'static str,
+        /// The rule it breaks.
         reason: &'static str,
     },
 }

@@ -96,7 +96,8 @@ pub struct Imported {
     pub content_size: u64,
 }
 
-/// The root CID of one file, as `ipfs add FILE` prints it.
+/// The root CID of one regular file, as `ipfs add FILE` prints it (a
+/// symlink is followed here; [`import_path`] adds the link itself, as kubo does).
 pub fn import_file(path: &Path, options: impl Into<ImportOptions>) -> Result<Cid, ImportError> {
     let mut importer = Importer::new(options.into(), NullSink)?;
     Ok(importer.file(path)?.cid)

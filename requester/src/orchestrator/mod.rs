@@ -280,6 +280,21 @@ impl Orchestrator {
         while let Some(request) = inbound.recv().await {
             let response = match request.request {
                 Request::Update { shard, event } => self.route(request.peer, shard, event),
+                Request::Heartbeat { shards } => {
+                    let stale: Vec<ShardRef> = shards
+                        .into_iter()
+                        .filter(|beat| {
+                            let event = ShardEvent::Running { queued: beat.queued };
+                            self.route(request.peer, beat.shard.clone(), event) != Response::Ack
+                        })
+                        .map(|beat| beat.shard)
+                        .collect();
+                    if stale.is_empty() {
+                        Response::Ack
+                    } else {
+                        Response::Stale { shards: stale }
+                    }
+                }
                 Request::Ping { nonce } => Response::Pong { nonce },
                 _ => Response::Error {
                     message: "this peer is a requester; it does not run shards".into(),
