@@ -35,11 +35,13 @@ use multihash::Multihash;
 use sha2::{Digest, Sha256};
 
 pub use car::{CarError, CarReader, CarWriter};
-pub use commp::{CommP, CommPError, PieceCommitment, piece_cid};
-pub use export::{ExportError, export_car};
-pub use pack::{PackError, write_car};
-pub use unixfs::{ImportError, import_file, import_path, import_path_to_sink, import_reader};
-pub use verify::{VerifyError, verify_car, verify_path};
+pub use commp::{CommP, CommPError, CommPWriter, PieceCommitment, piece_cid};
+pub use export::{ExportError, ExportSummary, export_car};
+pub use pack::{PackError, Packed, write_car};
+pub use unixfs::{
+    ImportError, Imported, import_file, import_path, import_path_to_sink, import_reader,
+};
+pub use verify::{CarSummary, VerifyError, diff_path_against_car, verify_car, verify_path};
 
 /// Multicodec of dag-pb blocks (UnixFS nodes).
 pub const DAG_PB: u64 = 0x70;
