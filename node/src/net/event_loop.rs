@@ -162,7 +162,9 @@ impl EventLoop {
                 let mut info = self.membership.me().clone();
                 change(&mut info);
                 self.membership.set_me(info);
-                self.announce();
+                // Batched: a busy node changes its free slots many times a
+                // second; peers need the news soon, not every flicker.
+                self.soon();
             }
             Command::PublishRaw { bytes, reply } => {
                 let result = self

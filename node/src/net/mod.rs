@@ -113,7 +113,8 @@ impl NetHandle {
         rx.await.map_err(|_| NetError::Stopped)?
     }
 
-    /// Changes our own entry (e.g. free slots) and re-announces it at once.
+    /// Changes our own entry (e.g. free slots) and re-announces it within
+    /// 200 ms (changes in between are batched into one announcement).
     pub async fn update_info(
         &self,
         change: impl FnOnce(&mut NodeInfo) + Send + 'static,
