@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cli_content;
 pub mod model;
 pub mod orchestrator;
 pub mod service;

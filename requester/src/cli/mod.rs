@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use shoal_node::libp2p::Multiaddr;
 
+use crate::cli_content;
 use crate::orchestrator::OrchestratorConfig;
 use crate::service::{ServeOptions, serve};
 
@@ -72,6 +73,12 @@ pub enum Command {
     /// Inspect the network.
     #[command(subcommand)]
     Node(job::NodeCommand),
+    /// Print the root CID of a file or directory, exactly as `ipfs add` does.
+    Cid(cli_content::CidArgs),
+    /// Pack a file or directory into a CARv1; print root CID and piece CID.
+    Car(cli_content::CarArgs),
+    /// Check a path or a .car file against a CID.
+    Verify(cli_content::VerifyArgs),
 }
 
 /// Runs a parsed command line.
@@ -124,5 +131,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(command) => {
             job::run_node(&client::Client::new(&cli.api)?, cli.output, command).await
         }
+        Command::Cid(args) => cli_content::run_cid(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Car(args) => cli_content::run_car(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Verify(args) => cli_content::run_verify(args).await.map(|()| ExitCode::SUCCESS),
     }
 }
