@@ -119,7 +119,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = demo::bench(&net, &api, shards).await;
             net.stop().await?;
             let r = result?;
-            println!("| nodes | shards | submit (list + shard + store) | all awarded | all published | bid requests / shard | job |");
+            println!(
+                "| nodes | shards | submit (list + shard + store) | all awarded | all published | bid requests / shard | job |"
+            );
             println!("|---:|---:|---:|---:|---:|---:|---|");
             println!(
                 "| {nodes} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} | {:?} |",

@@ -208,7 +208,9 @@ pub enum Response {
     /// The request was taken.
     Ack,
     /// Heartbeat answer: these shards are no longer the node's; drop them.
-    Stale { shards: Vec<ShardRef> },
+    Stale {
+        shards: Vec<ShardRef>,
+    },
     /// The request was understood but refused.
     Error {
         message: String,

@@ -133,6 +133,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Cid(args) => cli_content::run_cid(args).await.map(|()| ExitCode::SUCCESS),
         Command::Car(args) => cli_content::run_car(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Verify(args) => cli_content::run_verify(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Verify(args) => cli_content::run_verify(args)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     }
 }

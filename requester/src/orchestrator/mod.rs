@@ -284,7 +284,9 @@ impl Orchestrator {
                     let stale: Vec<ShardRef> = shards
                         .into_iter()
                         .filter(|beat| {
-                            let event = ShardEvent::Running { queued: beat.queued };
+                            let event = ShardEvent::Running {
+                                queued: beat.queued,
+                            };
                             self.route(request.peer, beat.shard.clone(), event) != Response::Ack
                         })
                         .map(|beat| beat.shard)
