@@ -370,3 +370,100 @@ async fn job_no_node_will_run_fails_listing_the_decline_reasons() {
     assert_eq!(declines, 2, "{:?}", shard.reasons);
     net.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_running_shards() {
+    let mut net = Testnet::start(2, options()).await.unwrap();
+    let api = net.start_requester(&[]).await.unwrap();
+    let inputs = net.root().join("inputs");
+    make_inputs(&inputs, 2).unwrap();
+    let job = post_job(&http(), &api, spec(&inputs, "sleep 300", ""))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !describe(&api, &job.id)
+        .await
+        .shards
+        .iter()
+        .all(|s| s.state == ShardState::Running)
+    {
+        assert!(tokio::time::Instant::now() < deadline, "shards never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = http()
+        .post(format!("{api}/jobs/{}/cancel", job.id))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let view = wait_for_job(&http(), &api, &job.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(view.state, JobState::Cancelled);
+    assert!(view.shards.iter().all(|s| s.state == ShardState::Cancelled));
+    // The nodes killed the executors and removed the shards' work dirs.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: usize = net
+            .nodes
+            .iter()
+            .map(|n| {
+                std::fs::read_dir(n.home.join("work").join(&job.id))
+                    .map(|d| d.count())
+                    .unwrap_or(0)
+            })
+            .sum();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{left} work dirs left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    net.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_job_run_wait_prints_the_job_as_json_and_exits_zero() {
+    let mut net = Testnet::start(2, options()).await.unwrap();
+    let api = net.start_requester(&[]).await.unwrap();
+    let inputs = net.root().join("inputs");
+    make_inputs(&inputs, 3).unwrap();
+    let spec_path = net.root().join("job.yaml");
+    std::fs::write(&spec_path, spec(&inputs, COUNT, "")).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal-testnet"))
+        .args([
+            "__shoal", "--api", &api, "--output", "json", "job", "run", "--wait",
+        ])
+        .arg(&spec_path)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["state"], "completed");
+    let shards = json["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 3);
+    for s in shards {
+        for field in [
+            "index",
+            "state",
+            "node",
+            "cid",
+            "locations",
+            "bid_requests_sent",
+            "attempts",
+            "reasons",
+        ] {
+            assert!(s.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(s["state"], "published");
+    }
+    net.stop().await.unwrap();
+}
