@@ -95,6 +95,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Runs `future` on a fresh multi-threaded runtime and turns its result into
+/// an exit code, printing the error chain. Every shoal binary ends here.
+pub fn block_on(future: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(future) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Logs to stderr; RUST_LOG filters (default `info` for shoal, `warn` else).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -208,13 +208,7 @@ impl Testnet {
             .stderr(log)
             .envs((self.options.node_env)(index))
             .kill_on_drop(true);
-        // The node dies with us, even if we are killed.
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
+        die_with_parent(&mut command);
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot start {}", self.options.exe.display()))?;
@@ -258,12 +252,7 @@ impl Testnet {
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true);
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
+        die_with_parent(&mut command);
         let _ = std::fs::remove_file(home.join(RUN_FILE));
         let mut child = command.spawn().context("cannot start the requester")?;
         let run = wait_for_run_file(&home, &mut child, "requester").await?;
@@ -383,6 +372,18 @@ impl Testnet {
             node.wait().await?;
         }
         Ok(())
+    }
+}
+
+/// The child is killed when we die, even if we are killed with SIGKILL, so a
+/// crashed test or testnet leaves no stray nodes behind.
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: the closure only calls prctl, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
     }
 }
 

@@ -60,22 +60,8 @@ fn main() -> ExitCode {
         args[0] = "shoal".into();
         return shoal_requester::cli::main(shoal_requester::cli::Cli::parse_from(args));
     }
-    shoal_node::cli::init_tracing();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shoal_node::cli::block_on(async move { run(cli).await.map(|()| ExitCode::SUCCESS) })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

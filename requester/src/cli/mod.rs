@@ -83,21 +83,7 @@ pub enum Command {
 
 /// Runs a parsed command line.
 pub fn main(cli: Cli) -> ExitCode {
-    shoal_node::cli::init_tracing();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shoal_node::cli::block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
