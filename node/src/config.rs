@@ -58,6 +58,9 @@ pub struct ComputeSection {
     pub allow_requesters: Vec<String>,
     /// Largest total input a shard may stage, in MiB; 0 means no limit.
     pub max_input_mb: u64,
+    /// Directories `inputs: {local: ...}` may read from; empty disables local
+    /// inputs, so a job cannot copy (and publish) the node's own files.
+    pub local_input_roots: Vec<PathBuf>,
 }
 
 /// Which executors the operator enables.
@@ -97,6 +100,7 @@ impl Default for ComputeSection {
             heartbeat_ms: 2000,
             allow_requesters: Vec::new(),
             max_input_mb: 0,
+            local_input_roots: Vec::new(),
         }
     }
 }
@@ -316,6 +320,10 @@ heartbeat_ms = 2000
 allow_requesters = []
 # Largest total input one shard may stage, in MiB; 0 means no limit.
 max_input_mb = 0
+# Directories that `inputs: {local: ...}` may read from (absolute paths).
+# Empty disables local inputs, so a job cannot copy this node's own files
+# (identity.key, credentials) into its output.
+local_input_roots = []
 
 [executors.shell]
 # Run shards as local programs (argv, no shell). Off by default: a job spec

@@ -137,6 +137,12 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
             work_dir,
             heartbeat: Duration::from_millis(config.compute.heartbeat_ms),
             max_input_bytes: config.compute.max_input_mb * 1024 * 1024,
+            local_input_roots: config
+                .compute
+                .local_input_roots
+                .iter()
+                .filter_map(|root| std::fs::canonicalize(root).ok())
+                .collect(),
             corrupt_output: std::env::var("SHOAL_TEST_CORRUPT_OUTPUT").is_ok_and(|v| v == "1"),
         },
         net.clone(),

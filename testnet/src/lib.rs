@@ -189,6 +189,8 @@ impl Testnet {
         config.executors.shell.enabled = true;
         config.publishers.local.root = "published".into();
         config.compute.heartbeat_ms = 500;
+        // Demo and test inputs live beside the node homes.
+        config.compute.local_input_roots = vec![self.root.clone()];
         if let Some(first) = self.nodes.first()
             && let Some(addr) = first.tcp_multiaddr()
         {

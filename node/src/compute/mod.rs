@@ -35,6 +35,8 @@ pub struct ComputeConfig {
     pub work_dir: PathBuf,
     pub heartbeat: Duration,
     pub max_input_bytes: u64,
+    /// Directories local inputs may come from (canonical); empty: none.
+    pub local_input_roots: Vec<PathBuf>,
     /// Test-only: corrupt every output before hashing it (env
     /// `SHOAL_TEST_CORRUPT_OUTPUT=1`), to exercise verification.
     pub corrupt_output: bool,

@@ -16,7 +16,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{Inner, Stage, report};
 use crate::executor::{ExecRequest, run_shell};
 use crate::inputs::{StageLimits, stage};
-use crate::protocol::job::{Executor, PublishMode, ShardEvent, ShardRef, ShardTask};
+use crate::protocol::job::{Executor, InputItem, PublishMode, ShardEvent, ShardRef, ShardTask};
 
 /// Publisher retries for errors that may pass (server down, throttled).
 const PUBLISH_ATTEMPTS: u32 = 8;
@@ -119,6 +119,7 @@ async fn execute(
     let limits = StageLimits {
         max_total_bytes: inner.config.max_input_bytes,
     };
+    check_local_inputs(&task.inputs, &inner.config.local_input_roots)?;
     stage(&task.inputs, &inputs, &inner.http, &limits)
         .await
         .map_err(|e| format!("staging inputs: {e}"))?;
@@ -232,6 +233,28 @@ async fn publish_with_retries(
     }
 }
 
+/// Local inputs must resolve (symlinks followed) under an allowed root.
+fn check_local_inputs(items: &[InputItem], roots: &[PathBuf]) -> Result<(), String> {
+    for item in items {
+        let InputItem::Local { name, path } = item else {
+            continue;
+        };
+        if roots.is_empty() {
+            return Err(format!(
+                "input {name:?}: local inputs are disabled on this node (set compute.local_input_roots)"
+            ));
+        }
+        let real = std::fs::canonicalize(path)
+            .map_err(|e| format!("input {name:?}: cannot read {path}: {e}"))?;
+        if !roots.iter().any(|root| real.starts_with(root)) {
+            return Err(format!(
+                "input {name:?}: {path} is outside this node's compute.local_input_roots"
+            ));
+        }
+    }
+    Ok(())
+}
+
 async fn remove_dir(dir: PathBuf) {
     let _ = tokio::fs::remove_dir_all(&dir).await;
 }
@@ -249,4 +272,44 @@ fn dir_size(path: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(path: &Path) -> InputItem {
+        InputItem::Local {
+            name: "x".into(),
+            path: path.display().to_string(),
+        }
+    }
+
+    #[test]
+    fn local_inputs_are_refused_without_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"1").unwrap();
+        let err = check_local_inputs(&[local(&dir.path().join("f"))], &[]).unwrap_err();
+        assert!(err.contains("local_input_roots"), "{err}");
+    }
+
+    #[test]
+    fn local_inputs_must_resolve_under_a_root() {
+        let allowed = tempfile::tempdir().unwrap();
+        let secret = tempfile::tempdir().unwrap();
+        std::fs::write(secret.path().join("identity.key"), b"k").unwrap();
+        std::fs::write(allowed.path().join("ok"), b"1").unwrap();
+        std::os::unix::fs::symlink(
+            secret.path().join("identity.key"),
+            allowed.path().join("sneaky"),
+        )
+        .unwrap();
+        let roots = vec![std::fs::canonicalize(allowed.path()).unwrap()];
+        assert!(check_local_inputs(&[local(&allowed.path().join("ok"))], &roots).is_ok());
+        let err = check_local_inputs(&[local(&allowed.path().join("sneaky"))], &roots).unwrap_err();
+        assert!(err.contains("outside"), "{err}");
+        let err =
+            check_local_inputs(&[local(&secret.path().join("identity.key"))], &roots).unwrap_err();
+        assert!(err.contains("outside"), "{err}");
+    }
 }
