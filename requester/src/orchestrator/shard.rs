@@ -30,6 +30,10 @@ pub(super) async fn drive(
     async move {
         let mut seen: Seen = HashMap::new();
         let mut busy_rounds = 0u32;
+        // A requester that just (re)started has not heard every member yet:
+        // until one heartbeat timeout has passed, absence from the membership
+        // view proves nothing, and only missed heartbeats count.
+        let trust_membership_after = Instant::now() + inner.config.heartbeat_timeout;
         while let Some((mut rec, spec)) = inner.shard(&job, index) {
             if rec.state.is_terminal() {
                 break;
@@ -101,7 +105,8 @@ pub(super) async fn drive(
                     None => break,
                 },
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    check_liveness(&inner, &job, &mut rec, &seen).await;
+                    let membership = Instant::now() >= trust_membership_after;
+                    check_liveness(&inner, &job, &mut rec, &seen, membership).await;
                 }
                 _ = cancel.cancelled() => {}
             }
@@ -229,7 +234,13 @@ async fn lose(inner: &Inner, job: &str, rec: &mut ShardRecord, pos: usize, reaso
     }
 }
 
-async fn check_liveness(inner: &Inner, job: &str, rec: &mut ShardRecord, seen: &Seen) {
+async fn check_liveness(
+    inner: &Inner,
+    job: &str,
+    rec: &mut ShardRecord,
+    seen: &Seen,
+    trust_membership: bool,
+) {
     let members: Vec<String> = inner
         .net
         .snapshot()
@@ -243,7 +254,7 @@ async fn check_liveness(inner: &Inner, job: &str, rec: &mut ShardRecord, seen: &
         if !r.is_active() || r.state == ReplicaState::Published {
             continue;
         }
-        if !members.contains(&r.node) {
+        if trust_membership && !members.contains(&r.node) {
             lost.push((pos, "node left the network".to_owned()));
         } else if seen
             .get(&(r.node.clone(), r.attempt))
