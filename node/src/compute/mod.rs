@@ -267,7 +267,9 @@ impl Compute {
             Ok(shards) => {
                 for e in shards
                     .values()
-                    .filter(|e| !matches!(e.stage, Stage::Done | Stage::Published { .. }))
+                    // Published counts until the requester acknowledged the
+                    // report: it keeps the requester from re-bidding meanwhile.
+                    .filter(|e| e.stage != Stage::Done)
                 {
                     by_requester.entry(e.requester).or_default().push(Beat {
                         shard: e.task.shard.clone(),

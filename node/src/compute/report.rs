@@ -27,7 +27,16 @@ pub(super) async fn send(inner: Arc<Inner>, requester: PeerId, shard: ShardRef, 
             event: event.clone(),
         };
         match inner.net.request(requester, request).await {
-            Ok(Response::Ack) => return,
+            Ok(Response::Ack) => {
+                // A final report taken: the requester will not ask again.
+                if matches!(
+                    event,
+                    ShardEvent::Published { .. } | ShardEvent::Failed { .. }
+                ) {
+                    inner.forget(&shard);
+                }
+                return;
+            }
             Ok(Response::Error { message }) => {
                 debug!(%shard, "requester refused the report: {message}");
                 inner.forget(&shard);
@@ -38,6 +47,7 @@ pub(super) async fn send(inner: Arc<Inner>, requester: PeerId, shard: ShardRef, 
         }
         if tokio::time::Instant::now() + backoff > deadline {
             warn!(%shard, "gave up reporting to {requester}");
+            inner.forget(&shard);
             return;
         }
         tokio::time::sleep(backoff).await;

@@ -318,7 +318,9 @@ impl EventLoop {
                 .iter()
                 .filter_map(|a| a.parse::<Multiaddr>().ok())
             {
-                self.swarm.add_peer_address(peer, addr);
+                // Kademlia's table is where request-response finds addresses
+                // when it dials a peer by id.
+                self.swarm.behaviour_mut().kad.add_address(&peer, addr);
             }
         }
         let change = self
