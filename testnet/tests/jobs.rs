@@ -52,6 +52,27 @@ async fn describe(api: &str, id: &str) -> JobView {
         .unwrap()
 }
 
+/// Polls the job until `ready` holds (30 s at most) and returns that view.
+async fn wait_for_view(
+    api: &str,
+    id: &str,
+    what: &str,
+    ready: impl Fn(&JobView) -> bool,
+) -> JobView {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = describe(api, id).await;
+        if ready(&view) {
+            return view;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn manifest(api: &str, id: &str) -> shoal_requester::model::Manifest {
     http()
         .get(format!("{api}/jobs/{id}/results"))
@@ -168,25 +189,17 @@ async fn shard_completes_on_another_node_when_its_node_is_killed() {
     let job = post_job(&http(), &api, spec(&inputs, &script, ""))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let victim = loop {
-        let view = describe(&api, &job.id).await;
-        let shard = &view.shards[0];
-        if shard.state == ShardState::Running {
-            break shard
-                .replicas
-                .iter()
-                .find(|r| r.is_active())
-                .unwrap()
-                .node
-                .clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never ran: {view:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let view = wait_for_view(&api, &job.id, "the shard runs", |v| {
+        v.shards[0].state == ShardState::Running
+    })
+    .await;
+    let victim = view.shards[0]
+        .replicas
+        .iter()
+        .find(|r| r.is_active())
+        .unwrap()
+        .node
+        .clone();
     let node = net
         .nodes
         .iter_mut()
@@ -217,18 +230,10 @@ async fn requester_restart_mid_job_completes_and_publishes_nothing_twice() {
         .await
         .unwrap();
     // Kill the requester hard while shards are in flight.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let view = describe(&api, &job.id).await;
-        if view.shards.iter().any(|s| s.state == ShardState::Running) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing ran: {view:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_view(&api, &job.id, "a shard runs", |v| {
+        v.shards.iter().any(|s| s.state == ShardState::Running)
+    })
+    .await;
     let requester = net.requester.as_mut().unwrap();
     requester.signal(Signal::SIGKILL).unwrap();
     requester.wait().await.unwrap();
@@ -380,16 +385,10 @@ async fn cancel_stops_running_shards() {
     let job = post_job(&http(), &api, spec(&inputs, "sleep 300", ""))
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !describe(&api, &job.id)
-        .await
-        .shards
-        .iter()
-        .all(|s| s.state == ShardState::Running)
-    {
-        assert!(tokio::time::Instant::now() < deadline, "shards never ran");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_view(&api, &job.id, "every shard runs", |v| {
+        v.shards.iter().all(|s| s.state == ShardState::Running)
+    })
+    .await;
     let response = http()
         .post(format!("{api}/jobs/{}/cancel", job.id))
         .send()
