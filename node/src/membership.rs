@@ -123,6 +123,13 @@ impl Membership {
         self.others.contains_key(peer_id)
     }
 
+    /// The addresses `peer_id` last announced, if it is a live member.
+    pub fn listen_addrs(&self, peer_id: &str) -> Option<&[String]> {
+        self.others
+            .get(peer_id)
+            .map(|e| e.info.listen_addrs.as_slice())
+    }
+
     /// Every live member, this node included, sorted by peer id.
     pub fn snapshot(&self) -> Vec<NodeInfo> {
         let mut all: Vec<NodeInfo> = self.others.values().map(|e| e.info.clone()).collect();

@@ -310,7 +310,15 @@ impl EventLoop {
             }
         };
         let peer_id = announcement.peer_id().to_owned();
-        if let (Announcement::Alive(info), Ok(peer)) = (&announcement, peer_id.parse::<PeerId>()) {
+        let moved = match &announcement {
+            Announcement::Alive(info) => {
+                self.membership.listen_addrs(&peer_id) != Some(info.listen_addrs.as_slice())
+            }
+            Announcement::Leaving { .. } => false,
+        };
+        if let (true, Announcement::Alive(info), Ok(peer)) =
+            (moved, &announcement, peer_id.parse::<PeerId>())
+        {
             // Direct requests (awards, reports) dial members by peer id: keep
             // their announced addresses, which change when they restart.
             for addr in info

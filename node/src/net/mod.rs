@@ -96,6 +96,15 @@ impl NetHandle {
         self.snapshot.borrow().clone()
     }
 
+    /// Whether `peer_id` is in the current membership view (no copy made).
+    pub fn is_member(&self, peer_id: &str) -> bool {
+        self.snapshot
+            .borrow()
+            .members
+            .iter()
+            .any(|m| m.peer_id == peer_id)
+    }
+
     /// A receiver that wakes on every snapshot change.
     pub fn watch(&self) -> watch::Receiver<Snapshot> {
         self.snapshot.clone()

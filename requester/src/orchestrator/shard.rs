@@ -241,20 +241,13 @@ async fn check_liveness(
     seen: &Seen,
     trust_membership: bool,
 ) {
-    let members: Vec<String> = inner
-        .net
-        .snapshot()
-        .members
-        .into_iter()
-        .map(|m| m.peer_id)
-        .collect();
     let timeout = inner.config.heartbeat_timeout;
     let mut lost = Vec::new();
     for (pos, r) in rec.replicas.iter().enumerate() {
         if !r.is_active() || r.state == ReplicaState::Published {
             continue;
         }
-        if trust_membership && !members.contains(&r.node) {
+        if trust_membership && !inner.net.is_member(&r.node) {
             lost.push((pos, "node left the network".to_owned()));
         } else if seen
             .get(&(r.node.clone(), r.attempt))
