@@ -16,6 +16,21 @@ fn options() -> Options {
     options
 }
 
+/// `nodes` nodes, a requester started with `flags`, and `files` input files;
+/// returns the network, the API URL and the inputs directory.
+async fn network(
+    nodes: usize,
+    options: Options,
+    flags: &[&str],
+    files: usize,
+) -> (Testnet, String, PathBuf) {
+    let mut net = Testnet::start(nodes, options).await.unwrap();
+    let api = net.start_requester(flags).await.unwrap();
+    let inputs = net.root().join("inputs");
+    make_inputs(&inputs, files).unwrap();
+    (net, api, inputs)
+}
+
 fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
@@ -127,10 +142,7 @@ impl Candidate for Ranked {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bid_requests_go_to_exactly_the_top_k_ranked_nodes() {
-    let mut net = Testnet::start(12, options()).await.unwrap();
-    let api = net.start_requester(&[]).await.unwrap();
-    let inputs = net.root().join("inputs");
-    make_inputs(&inputs, 16).unwrap();
+    let (net, api, inputs) = network(12, options(), &[], 16).await;
     let job = post_job(
         &http(),
         &api,
@@ -177,13 +189,7 @@ async fn bid_requests_go_to_exactly_the_top_k_ranked_nodes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shard_completes_on_another_node_when_its_node_is_killed() {
-    let mut net = Testnet::start(3, options()).await.unwrap();
-    let api = net
-        .start_requester(&["--heartbeat-timeout", "2"])
-        .await
-        .unwrap();
-    let inputs = net.root().join("inputs");
-    make_inputs(&inputs, 1).unwrap();
+    let (mut net, api, inputs) = network(3, options(), &["--heartbeat-timeout", "2"], 1).await;
     // Long enough to be caught running, short enough to rerun.
     let script = format!("sleep 3; {COUNT}");
     let job = post_job(&http(), &api, spec(&inputs, &script, ""))
@@ -221,10 +227,7 @@ async fn shard_completes_on_another_node_when_its_node_is_killed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn requester_restart_mid_job_completes_and_publishes_nothing_twice() {
-    let mut net = Testnet::start(3, options()).await.unwrap();
-    let api = net.start_requester(&[]).await.unwrap();
-    let inputs = net.root().join("inputs");
-    make_inputs(&inputs, 8).unwrap();
+    let (mut net, api, inputs) = network(3, options(), &[], 8).await;
     let script = format!("sleep 1; {COUNT}");
     let job = post_job(&http(), &api, spec(&inputs, &script, ""))
         .await
@@ -268,11 +271,8 @@ async fn deterministic_verification_outvotes_a_corrupting_node() {
             vec![]
         }
     });
-    let mut net = Testnet::start(3, options).await.unwrap();
-    let api = net.start_requester(&[]).await.unwrap();
+    let (net, api, inputs) = network(3, options, &[], 4).await;
     let corrupt = net.nodes[1].run.peer_id.clone();
-    let inputs = net.root().join("inputs");
-    make_inputs(&inputs, 4).unwrap();
     let extra = "placement: {bidders: 3, replicas: 3}\nverify: deterministic";
     let job = post_job(&http(), &api, spec(&inputs, COUNT, extra))
         .await
@@ -301,10 +301,7 @@ async fn deterministic_verification_outvotes_a_corrupting_node() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_specs_are_rejected_naming_the_field() {
-    let mut net = Testnet::start(1, options()).await.unwrap();
-    let api = net.start_requester(&[]).await.unwrap();
-    let inputs = net.root().join("inputs");
-    make_inputs(&inputs, 1).unwrap();
+    let (net, api, inputs) = network(1, options(), &[], 1).await;
     let good = spec(&inputs, COUNT, "");
     let cases = [
         (good.replace("sharding:", "shardin:"), "shardin"),
@@ -354,10 +351,7 @@ async fn job_no_node_will_run_fails_listing_the_decline_reasons() {
     options.configure = Box::new(move |_, config| {
         config.compute.allow_requesters = vec![stranger.clone()];
     });
-    let mut net = Testnet::start(2, options).await.unwrap();
-    let api = net.start_requester(&[]).await.unwrap();
-    let inputs = net.root().join("inputs");
-    make_inputs(&inputs, 1).unwrap();
+    let (net, api, inputs) = network(2, options, &[], 1).await;
     let job = post_job(&http(), &api, spec(&inputs, COUNT, ""))
         .await
         .unwrap();
@@ -378,10 +372,7 @@ async fn job_no_node_will_run_fails_listing_the_decline_reasons() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancel_stops_running_shards() {
-    let mut net = Testnet::start(2, options()).await.unwrap();
-    let api = net.start_requester(&[]).await.unwrap();
-    let inputs = net.root().join("inputs");
-    make_inputs(&inputs, 2).unwrap();
+    let (net, api, inputs) = network(2, options(), &[], 2).await;
     let job = post_job(&http(), &api, spec(&inputs, "sleep 300", ""))
         .await
         .unwrap();
@@ -426,10 +417,7 @@ async fn cancel_stops_running_shards() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_job_run_wait_prints_the_job_as_json_and_exits_zero() {
-    let mut net = Testnet::start(2, options()).await.unwrap();
-    let api = net.start_requester(&[]).await.unwrap();
-    let inputs = net.root().join("inputs");
-    make_inputs(&inputs, 3).unwrap();
+    let (net, api, inputs) = network(2, options(), &[], 3).await;
     let spec_path = net.root().join("job.yaml");
     std::fs::write(&spec_path, spec(&inputs, COUNT, "")).unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal-testnet"))
