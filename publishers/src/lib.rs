@@ -4,6 +4,7 @@
 pub mod content;
 pub mod local;
 pub mod publisher;
+pub mod s3;
 pub mod target;
 
 pub use publisher::{Output, PublishError, Publisher, Publishers};

@@ -26,7 +26,6 @@ impl LocalPublisher {
     }
 
     fn destination(&self, target: &Target, output: &Output<'_>) -> Result<PathBuf, PublishError> {
-        #[allow(irrefutable_let_patterns)] // more targets come with the S3 and IPFS drivers
         let Target::Local(local) = target else {
             return Err(PublishError::NotConfigured(DRIVER));
         };
@@ -66,7 +65,6 @@ impl Publisher for LocalPublisher {
     fn check(&self, target: &Target) -> Result<(), String> {
         match target {
             Target::Local(local) => safe_relative(&local.path).map(|_| ()),
-            #[allow(unreachable_patterns)]
             _ => Err("not a local target".into()),
         }
     }
@@ -83,6 +81,7 @@ impl Publisher for LocalPublisher {
             let location = Location {
                 driver: DRIVER.into(),
                 url: format!("file://{}", dest.display()),
+                providers: Vec::new(),
             };
             tokio::task::spawn_blocking(move || publish_blocking(&src, &dest, &cid))
                 .await

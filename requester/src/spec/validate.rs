@@ -223,7 +223,40 @@ fn check_publish(targets: &[Target]) -> Check {
                 }
                 check_no_parent(&field, &local.path)?;
             }
+            Target::S3(s3) => check_s3_target(i, s3)?,
+            Target::Ipfs(_) => {}
         }
+    }
+    Ok(())
+}
+
+/// Bucket names per the S3 rules (3-63 chars of a-z, 0-9, `.`, `-`); the
+/// prefix may only use the placeholders the node fills in.
+fn check_s3_target(i: usize, s3: &shoal_publishers::target::S3Target) -> Check {
+    check_bucket(&format!("publish[{i}].s3.bucket"), &s3.bucket)?;
+    let field = format!("publish[{i}].s3.prefix");
+    if let Err(e) = shoal_publishers::s3::expand_prefix(&s3.prefix, "j", 0, "n") {
+        return fail(field, e);
+    }
+    Ok(())
+}
+
+fn check_bucket(field: &str, bucket: &str) -> Check {
+    let ok_chars = bucket
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ends_ok = bucket
+        .bytes()
+        .next()
+        .zip(bucket.bytes().last())
+        .is_some_and(|(a, z)| a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric());
+    if !(3..=63).contains(&bucket.len()) || !ok_chars || !ends_ok {
+        return fail(
+            field,
+            format!(
+                "`{bucket}` is not a valid S3 bucket name (3 to 63 characters: lowercase letters, digits, `.` and `-`)"
+            ),
+        );
     }
     Ok(())
 }
