@@ -82,6 +82,53 @@ pub struct ShellSection {
 #[serde(default, deny_unknown_fields)]
 pub struct PublishersSection {
     pub local: LocalPublisherSection,
+    pub s3: S3PublisherSection,
+}
+
+/// The S3 driver: publishes outputs and reads inputs with the credentials of
+/// this process (the standard AWS chain), which never leave the machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3PublisherSection {
+    pub enabled: bool,
+    /// An S3-compatible endpoint; empty means AWS.
+    pub endpoint_url: String,
+    pub force_path_style: bool,
+    /// Empty means the AWS chain's region, else us-east-1.
+    pub region: String,
+    /// `bucket` or `bucket/prefix/` entries outputs may be written to.
+    pub allow: Vec<String>,
+    /// Same form: where S3 inputs may be read from; empty disables them.
+    pub read: Vec<String>,
+    pub part_size_mb: u64,
+    pub concurrency: usize,
+}
+
+impl Default for S3PublisherSection {
+    fn default() -> Self {
+        S3PublisherSection {
+            enabled: false,
+            endpoint_url: String::new(),
+            force_path_style: false,
+            region: String::new(),
+            allow: Vec::new(),
+            read: Vec::new(),
+            part_size_mb: 16,
+            concurrency: 16,
+        }
+    }
+}
+
+impl S3PublisherSection {
+    /// Client settings.
+    pub fn settings(&self) -> shoal_publishers::s3::Settings {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        shoal_publishers::s3::Settings {
+            endpoint_url: non_empty(&self.endpoint_url),
+            force_path_style: self.force_path_style,
+            region: non_empty(&self.region),
+        }
+    }
 }
 
 /// The local publisher copies outputs under a directory of this machine.
@@ -262,6 +309,23 @@ impl Config {
         if self.compute.heartbeat_ms < 50 {
             return Err("compute.heartbeat_ms must be at least 50".into());
         }
+        let s3 = &self.publishers.s3;
+        shoal_publishers::s3::AllowList::parse(&s3.allow)
+            .map_err(|e| format!("publishers.s3.allow: {e}"))?;
+        shoal_publishers::s3::AllowList::parse(&s3.read)
+            .map_err(|e| format!("publishers.s3.read: {e}"))?;
+        if s3.part_size_mb < 5 || s3.part_size_mb > 5 * 1024 {
+            return Err("publishers.s3.part_size_mb must be between 5 and 5120".into());
+        }
+        if s3.concurrency == 0 {
+            return Err("publishers.s3.concurrency must be at least 1".into());
+        }
+        if !s3.endpoint_url.is_empty() && url::Url::parse(&s3.endpoint_url).is_err() {
+            return Err(format!(
+                "publishers.s3.endpoint_url {:?} is not a URL (for example http://127.0.0.1:9000)",
+                s3.endpoint_url
+            ));
+        }
         for peer in &self.compute.allow_requesters {
             if peer.parse::<libp2p::PeerId>().is_err() {
                 return Err(format!(
@@ -333,6 +397,29 @@ enabled = false
 [publishers.local]
 # Copy shard outputs under this directory; empty disables the local publisher.
 root = ""
+
+[publishers.s3]
+# Publish shard outputs to S3 (and read S3 inputs). Credentials come from the
+# standard AWS chain of this process: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+# AWS_PROFILE and ~/.aws, web identity, instance metadata. They never leave
+# this machine: not in messages, manifests or logs.
+enabled = false
+# An S3-compatible endpoint such as "http://127.0.0.1:9000"; empty means AWS.
+endpoint_url = ""
+# Path-style addressing (endpoint/bucket/key); most S3-compatible stores need it.
+force_path_style = false
+# Region; empty means the AWS chain's (AWS_REGION, the profile), else us-east-1.
+region = ""
+# Where outputs may be written: "bucket" or "bucket/key-prefix/"; the bucket
+# may be a glob ("team-*"). Empty allows nothing, so the node declines S3 jobs.
+allow = []
+# Where S3 inputs may be read from, same form. Empty disables S3 inputs, so a
+# job cannot read (and publish) private data these credentials can see.
+read = []
+# Multipart part size in MiB (5 to 5120); smaller files go up in one request.
+part_size_mb = 16
+# Requests in flight at once, across files and parts.
+concurrency = 16
 "#;
 
 #[cfg(test)]

@@ -10,6 +10,9 @@ use serde::Serialize;
 
 use shoal_publishers::Publishers;
 use shoal_publishers::local::LocalPublisher;
+use shoal_publishers::s3::{AllowList, S3Publisher, S3PublisherConfig};
+
+use crate::inputs::S3Access;
 
 use crate::compute::{self, Compute, ComputeConfig};
 use crate::config::{CONFIG_FILE, Config};
@@ -102,7 +105,7 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
         config.network.mdns = false;
     }
     let mut info = node_info(&config);
-    let publishers = publishers(&config, home)?;
+    let (publishers, s3_access) = publishers(&config, home).await?;
     info.executors = compute::enabled_executors(config.executors.shell.enabled);
     info.publishers = publishers.kinds();
     let listeners = config.network.listen.len();
@@ -143,6 +146,7 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
                 .iter()
                 .filter_map(|root| std::fs::canonicalize(root).ok())
                 .collect(),
+            s3: s3_access,
             corrupt_output: std::env::var("SHOAL_TEST_CORRUPT_OUTPUT").is_ok_and(|v| v == "1"),
         },
         net.clone(),
@@ -215,9 +219,34 @@ pub fn write_run_file(home: &Path, info: &RunInfo) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The publisher drivers the config enables.
-fn publishers(config: &Config, home: &Path) -> anyhow::Result<Publishers> {
+/// The publisher drivers the config enables, and how S3 inputs are read.
+async fn publishers(
+    config: &Config,
+    home: &Path,
+) -> anyhow::Result<(Publishers, Option<S3Access>)> {
     let mut publishers = Publishers::default();
+    let mut s3_access = None;
+    let s3 = &config.publishers.s3;
+    if s3.enabled {
+        let driver = S3Publisher::new(S3PublisherConfig {
+            settings: s3.settings(),
+            allow: s3.allow.clone(),
+            part_size: (s3.part_size_mb as usize) << 20,
+            concurrency: s3.concurrency,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("publishers.s3: {e}"))?;
+        match driver.credentials_problem() {
+            Some(problem) => tracing::warn!("S3 publisher: {problem}; S3 jobs will be declined"),
+            None => tracing::info!(allow = ?s3.allow, read = ?s3.read, "S3 publisher ready"),
+        }
+        s3_access = Some(S3Access {
+            client: driver.client().clone(),
+            read: AllowList::parse(&s3.read)
+                .map_err(|e| anyhow::anyhow!("publishers.s3.read: {e}"))?,
+        });
+        publishers.add(Box::new(driver));
+    }
     let root = &config.publishers.local.root;
     if !root.as_os_str().is_empty() {
         let root = if root.is_absolute() {
@@ -230,7 +259,7 @@ fn publishers(config: &Config, home: &Path) -> anyhow::Result<Publishers> {
         })?;
         publishers.add(Box::new(LocalPublisher::new(root)));
     }
-    Ok(publishers)
+    Ok((publishers, s3_access))
 }
 
 fn node_info(config: &Config) -> NodeInfo {

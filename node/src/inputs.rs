@@ -61,6 +61,12 @@ pub enum StageErrorKind {
         url: String,
         status: reqwest::StatusCode,
     },
+    #[error("s3://{bucket}/{key}: S3 inputs need [publishers.s3] enabled on this node")]
+    NoS3 { bucket: String, key: String },
+    #[error("{0}")]
+    S3NotAllowed(String),
+    #[error("{0}")]
+    S3(shoal_publishers::s3::S3Error),
     #[error("the shard's inputs exceed the limit of {}", human_bytes(*.limit))]
     TooLarge { limit: u64 },
     #[error("writing {path}: {source}")]
@@ -95,14 +101,58 @@ impl StageErrorKind {
     }
 }
 
+/// How this node reads S3 inputs: its client (its own credentials) and the
+/// operator's `publishers.s3.read` list.
+#[derive(Clone)]
+pub struct S3Access {
+    pub client: shoal_publishers::s3::Client,
+    pub read: shoal_publishers::s3::AllowList,
+}
+
+/// What staging reads from besides local files.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub http: &'a reqwest::Client,
+    pub s3: Option<&'a S3Access>,
+}
+
+/// Whether every S3 input is one this node may read; the reason if not.
+/// Checked before bidding work starts, so nothing is fetched in vain.
+pub fn check_s3_inputs(items: &[InputItem], s3: Option<&S3Access>) -> Result<(), StageError> {
+    for item in items {
+        let InputItem::S3 {
+            name, bucket, key, ..
+        } = item
+        else {
+            continue;
+        };
+        let Some(access) = s3 else {
+            return Err(StageError::new(
+                name,
+                StageErrorKind::NoS3 {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                },
+            ));
+        };
+        access
+            .read
+            .check("publishers.s3.read", bucket, key)
+            .map_err(|reason| StageError::new(name, StageErrorKind::S3NotAllowed(reason)))?;
+    }
+    Ok(())
+}
+
 /// Stage every input under `inputs_dir`; returns the bytes written.
 #[tracing::instrument(skip_all, fields(inputs = items.len(), dir = %inputs_dir.display()))]
 pub async fn stage(
     items: &[InputItem],
     inputs_dir: &Path,
-    http: &reqwest::Client,
+    sources: Sources<'_>,
     limits: &StageLimits,
 ) -> Result<u64, StageError> {
+    check_s3_inputs(items, sources.s3)?;
+    let http = sources.http;
     let paths = plan(items)?;
     let mut budget = Budget {
         limit: limits.max_total_bytes,
@@ -131,6 +181,27 @@ pub async fn stage(
                     Err(e) => Err(e),
                 }
             }
+            InputItem::S3 {
+                bucket,
+                key,
+                etag,
+                region,
+                ..
+            } => match sources.s3 {
+                Some(access) => {
+                    let object = S3Object {
+                        bucket,
+                        key,
+                        etag,
+                        region: region.as_deref(),
+                    };
+                    download_s3(access, object, &mut sink, &mut budget).await
+                }
+                None => Err(StageErrorKind::NoS3 {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                }),
+            },
         }
         .map_err(err)?;
         sink.commit().await.map_err(err)?;
@@ -325,6 +396,45 @@ async fn download(
     Ok(())
 }
 
+struct S3Object<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    etag: &'a str,
+    region: Option<&'a str>,
+}
+
+/// Streams one S3 object into `sink`, insisting on the ETag the job was cut
+/// from, so every node reads the same bytes.
+async fn download_s3(
+    access: &S3Access,
+    object: S3Object<'_>,
+    sink: &mut Partial,
+    budget: &mut Budget,
+) -> Result<(), StageErrorKind> {
+    let etag = (!object.etag.is_empty()).then_some(object.etag);
+    let (mut body, length) = shoal_publishers::s3::open(
+        &access.client,
+        object.bucket,
+        object.key,
+        etag,
+        object.region,
+    )
+    .await
+    .map_err(StageErrorKind::S3)?;
+    budget.check(length.unwrap_or(0))?;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            StageErrorKind::S3(shoal_publishers::s3::S3Error::new(
+                format!("reading s3://{}/{}: {e}", object.bucket, object.key),
+                true,
+            ))
+        })?;
+        budget.take(chunk.len() as u64)?;
+        sink.write(&chunk).await?;
+    }
+    Ok(())
+}
+
 /// The URL with any password hidden, for messages and logs.
 fn redacted(url: &reqwest::Url) -> String {
     let mut url = url.clone();
@@ -377,7 +487,10 @@ mod tests {
             stage(
                 items,
                 &self.0.path().join("inputs"),
-                &reqwest::Client::new(),
+                Sources {
+                    http: &reqwest::Client::new(),
+                    s3: None,
+                },
                 &limits,
             )
             .await

@@ -37,6 +37,8 @@ pub struct ComputeConfig {
     pub max_input_bytes: u64,
     /// Directories local inputs may come from (canonical); empty: none.
     pub local_input_roots: Vec<PathBuf>,
+    /// How S3 inputs are read; `None` when `[publishers.s3]` is off.
+    pub s3: Option<crate::inputs::S3Access>,
     /// Test-only: corrupt every output before hashing it (env
     /// `SHOAL_TEST_CORRUPT_OUTPUT=1`), to exercise verification.
     pub corrupt_output: bool,

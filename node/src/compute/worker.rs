@@ -15,7 +15,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::{Inner, Stage, report};
 use crate::executor::{ExecRequest, run_shell};
-use crate::inputs::{StageLimits, stage};
+use crate::inputs::{Sources, StageLimits, stage};
 use crate::protocol::job::{Executor, InputItem, PublishMode, ShardEvent, ShardRef, ShardTask};
 
 /// Publisher retries for errors that may pass (server down, throttled).
@@ -120,7 +120,11 @@ async fn execute(
         max_total_bytes: inner.config.max_input_bytes,
     };
     check_local_inputs(&task.inputs, &inner.config.local_input_roots)?;
-    stage(&task.inputs, &inputs, &inner.http, &limits)
+    let sources = Sources {
+        http: &inner.http,
+        s3: inner.config.s3.as_ref(),
+    };
+    stage(&task.inputs, &inputs, sources, &limits)
         .await
         .map_err(|e| format!("staging inputs: {e}"))?;
     let Executor::Shell { command, env } = &task.executor;

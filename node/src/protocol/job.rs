@@ -80,6 +80,16 @@ pub enum InputItem {
     Url { name: String, url: String },
     /// Content carried in the job itself.
     Inline { name: String, content: String },
+    /// An S3 object the node reads with its own credentials; `etag` is the
+    /// version the job was cut from, and a changed object is refused.
+    S3 {
+        name: String,
+        bucket: String,
+        key: String,
+        etag: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<String>,
+    },
 }
 
 impl InputItem {
@@ -88,7 +98,8 @@ impl InputItem {
         match self {
             InputItem::Local { name, .. }
             | InputItem::Url { name, .. }
-            | InputItem::Inline { name, .. } => name,
+            | InputItem::Inline { name, .. }
+            | InputItem::S3 { name, .. } => name,
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::path::{Component, Path};
 
 use aws_sdk_s3::config::Region;
+use aws_sdk_s3::primitives::ByteStream;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -68,21 +69,20 @@ pub struct Expect<'a> {
     pub region: Option<&'a str>,
 }
 
-/// Streams `s3://bucket/key` to `dest` (via a temporary file renamed into
-/// place, so a file that exists is complete). Returns the byte count.
-pub async fn download(
+/// Opens `s3://bucket/key` for reading: the body stream and its length.
+pub async fn open(
     client: &Client,
     bucket: &str,
     key: &str,
-    dest: &Path,
-    expect: Expect<'_>,
-) -> Result<u64, S3Error> {
-    let what = format!("downloading s3://{bucket}/{key}");
+    etag: Option<&str>,
+    region: Option<&str>,
+) -> Result<(ByteStream, Option<u64>), S3Error> {
+    let what = format!("reading s3://{bucket}/{key}");
     let mut request = client.get_object().bucket(bucket).key(key);
-    if let Some(etag) = expect.etag {
+    if let Some(etag) = etag {
         request = request.if_match(format!("\"{etag}\""));
     }
-    let response = match expect.region {
+    let response = match region {
         Some(region) => {
             request
                 .customize()
@@ -95,21 +95,33 @@ pub async fn download(
         None => request.send().await,
     };
     let response = response.map_err(|e| {
-        let changed = e.raw_response().is_some_and(|r| r.status().as_u16() == 412);
-        if changed {
+        if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
             S3Error::new(
-                format!("{what}: the object changed since the job was submitted (ETag differs)"),
+                format!(
+                    "{what}: the object changed since the job was submitted (its ETag differs)"
+                ),
                 false,
             )
         } else {
             S3Error::from_sdk(&what, e)
         }
     })?;
-    if expect.max_bytes > 0
-        && response
-            .content_length()
-            .is_some_and(|n| n as u64 > expect.max_bytes)
-    {
+    let length = response.content_length().map(|n| n.max(0) as u64);
+    Ok((response.body, length))
+}
+
+/// Streams `s3://bucket/key` to `dest` (via a temporary file renamed into
+/// place, so a file that exists is complete). Returns the byte count.
+pub async fn download(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    dest: &Path,
+    expect: Expect<'_>,
+) -> Result<u64, S3Error> {
+    let what = format!("downloading s3://{bucket}/{key}");
+    let (mut body, length) = open(client, bucket, key, expect.etag, expect.region).await?;
+    if expect.max_bytes > 0 && length.is_some_and(|n| n > expect.max_bytes) {
         return Err(too_large(&what, expect.max_bytes));
     }
     let tmp = dest.with_file_name(format!(
@@ -124,7 +136,6 @@ pub async fn download(
         tokio::fs::create_dir_all(parent).await.map_err(io_err)?;
     }
     let mut file = tokio::fs::File::create(&tmp).await.map_err(io_err)?;
-    let mut body = response.body;
     let mut hasher = expect.sha256.map(|_| Sha256::new());
     let mut total = 0u64;
     let streamed: Result<(), S3Error> = async {

@@ -12,7 +12,7 @@ mod publish;
 
 pub use allow::{AllowList, template_head};
 pub use client::{Client, S3Error, Settings, connect};
-pub use fetch::{Expect, ObjectInfo, download, fetch_shard, list_objects};
+pub use fetch::{Expect, ObjectInfo, download, fetch_shard, list_objects, open};
 pub use keys::expand_prefix;
 pub use publish::{
     FileRecord, MANIFEST, S3Publisher, S3PublisherConfig, ShardManifest, read_manifest,

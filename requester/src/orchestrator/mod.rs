@@ -25,7 +25,7 @@ use crate::model::{
     count_states, now_ms,
 };
 use crate::sharding;
-use crate::spec::JobSpec;
+use crate::spec::{InputSource, JobSpec};
 use crate::store::Store;
 
 /// Tunables of the orchestrator.
@@ -139,8 +139,15 @@ impl Orchestrator {
         let source = spec.inputs.clone();
         let glob = spec.sharding.glob.clone();
         let batch = spec.sharding.batch_size;
+        let listed = match &source {
+            InputSource::S3(s3) => Some(sharding::list_s3(s3).await?),
+            _ => None,
+        };
         let shards = tokio::task::spawn_blocking(move || {
-            let files = sharding::list_inputs(&source)?;
+            let files = match listed {
+                Some(files) => files,
+                None => sharding::list_inputs(&source)?,
+            };
             sharding::cut(files, &glob, batch)
         })
         .await

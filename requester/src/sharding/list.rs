@@ -52,6 +52,9 @@ pub fn list_inputs(source: &InputSource) -> Result<Vec<InputFile>, ShardingError
             .iter()
             .map(|i| InputFile::inline(&i.name, &i.content))
             .collect()),
+        InputSource::S3(_) => Err(ShardingError::S3(
+            "S3 prefixes are listed with sharding::list_s3 (async)".into(),
+        )),
     }
 }
 

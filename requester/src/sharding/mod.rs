@@ -8,12 +8,14 @@
 //! their input caches.
 
 mod list;
+mod s3;
 
 use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 use shoal_node::protocol::job::InputItem;
 
 pub use list::{InputFile, list_inputs};
+pub use s3::list_s3;
 
 /// Most shards one job may have.
 pub const MAX_SHARDS: usize = 1_000_000;
@@ -51,6 +53,9 @@ pub enum ShardingError {
     /// An input's path is not UTF-8, so it cannot be named in a job.
     #[error("input `{path}` has a name that is not valid UTF-8; rename it")]
     NonUtf8Name { path: String },
+    /// Listing an S3 prefix failed, or a key cannot be an input name.
+    #[error("inputs.s3: {0}")]
+    S3(String),
     /// The glob does not parse.
     #[error("sharding.glob `{glob}` is not a valid glob: {message}")]
     InvalidGlob { glob: String, message: String },

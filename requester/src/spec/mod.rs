@@ -65,6 +65,27 @@ pub enum InputSource {
     Urls(Vec<String>),
     /// Files carried in the spec itself.
     Inline(Vec<InlineInput>),
+    /// Every object under an S3 prefix. The requester lists them with its own
+    /// credentials; each node reads its shard's objects with its own.
+    S3(S3Input),
+}
+
+/// `inputs: {s3: {bucket, prefix, region?, endpoint_url?}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Input {
+    pub bucket: String,
+    /// Key prefix; an input's name is its key after the prefix's last `/`.
+    #[serde(default)]
+    pub prefix: String,
+    /// The bucket's region, when it differs from the default; nodes use it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// An S3-compatible endpoint the requester lists from (path-style).
+    /// Nodes read through their own configured endpoint, never one a job
+    /// names, so a job cannot send a node's signed requests elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_url: Option<String>,
 }
 
 impl InputSource {
@@ -74,6 +95,7 @@ impl InputSource {
             InputSource::Local { .. } => "local",
             InputSource::Urls(_) => "urls",
             InputSource::Inline(_) => "inline",
+            InputSource::S3(_) => "s3",
         }
     }
 }

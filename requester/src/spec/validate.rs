@@ -184,7 +184,27 @@ fn check_inputs(inputs: &InputSource) -> Check {
             }
             Ok(())
         }
+        InputSource::S3(s3) => check_s3_input(s3),
     }
+}
+
+fn check_s3_input(s3: &super::S3Input) -> Check {
+    check_bucket("inputs.s3.bucket", &s3.bucket)?;
+    if let Some(url) = &s3.endpoint_url {
+        check_url("inputs.s3.endpoint_url", url)?;
+    }
+    if let Some(region) = &s3.region
+        && (region.is_empty()
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'))
+    {
+        return fail(
+            "inputs.s3.region",
+            format!("`{region}` is not a region name like eu-west-1"),
+        );
+    }
+    Ok(())
 }
 
 fn check_url(field: &str, raw: &str) -> Check {
