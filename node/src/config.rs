@@ -127,6 +127,7 @@ impl S3PublisherSection {
             endpoint_url: non_empty(&self.endpoint_url),
             force_path_style: self.force_path_style,
             region: non_empty(&self.region),
+            credentials: None,
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod cli_content;
+pub mod get;
 pub mod model;
 pub mod orchestrator;
 pub mod service;

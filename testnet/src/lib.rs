@@ -6,6 +6,7 @@
 //! of the rest. Tests under `tests/` use this library too.
 
 pub mod demo;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -105,6 +106,9 @@ pub struct Options {
     pub converge_timeout: Duration,
     /// Extra environment for a node (index -> variables), e.g. test switches.
     pub node_env: NodeEnv,
+    /// Environment for every process (nodes and requester), e.g. the S3
+    /// endpoint's credentials.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -116,6 +120,7 @@ impl Options {
             configure: Box::new(|_, _| {}),
             converge_timeout: Duration::from_secs(60),
             node_env: Box::new(|_| Vec::new()),
+            env: Vec::new(),
         }
     }
 }
@@ -208,6 +213,7 @@ impl Testnet {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
+            .envs(self.options.env.iter().cloned())
             .envs((self.options.node_env)(index))
             .kill_on_drop(true);
         die_with_parent(&mut command);
@@ -253,6 +259,7 @@ impl Testnet {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
+            .envs(self.options.env.iter().cloned())
             .kill_on_drop(true);
         die_with_parent(&mut command);
         let _ = std::fs::remove_file(home.join(RUN_FILE));
@@ -379,7 +386,7 @@ impl Testnet {
 
 /// The child is killed when we die, even if we are killed with SIGKILL, so a
 /// crashed test or testnet leaves no stray nodes behind.
-fn die_with_parent(command: &mut Command) {
+pub(crate) fn die_with_parent(command: &mut Command) {
     // SAFETY: the closure only calls prctl, which is async-signal-safe.
     unsafe {
         command.pre_exec(|| {

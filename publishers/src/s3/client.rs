@@ -26,6 +26,24 @@ pub struct Settings {
     pub force_path_style: bool,
     /// Region; from the AWS chain when `None`, else `us-east-1`.
     pub region: Option<String>,
+    /// Fixed credentials instead of the AWS chain (tools and tests).
+    pub credentials: Option<StaticCredentials>,
+}
+
+/// An access key pair given directly. Its `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"** redacted **")
+            .finish()
+    }
 }
 
 /// Region used when neither the settings nor the AWS chain name one.
@@ -59,6 +77,15 @@ pub async fn connect(settings: &Settings) -> (Client, Result<(), String>) {
     }
     if let Some(url) = &settings.endpoint_url {
         loader = loader.endpoint_url(url.clone());
+    }
+    if let Some(c) = &settings.credentials {
+        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+            c.access_key_id.clone(),
+            c.secret_access_key.clone(),
+            None,
+            None,
+            "shoal-static",
+        ));
     }
     let shared = loader.load().await;
     let mut config = aws_sdk_s3::config::Builder::from(&shared)

@@ -11,7 +11,7 @@ mod keys;
 mod publish;
 
 pub use allow::{AllowList, template_head};
-pub use client::{Client, S3Error, Settings, connect};
+pub use client::{Client, S3Error, Settings, StaticCredentials, connect};
 pub use fetch::{Expect, ObjectInfo, download, fetch_shard, list_objects, open};
 pub use keys::expand_prefix;
 pub use publish::{

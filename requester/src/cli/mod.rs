@@ -73,12 +73,92 @@ pub enum Command {
     /// Inspect the network.
     #[command(subcommand)]
     Node(job::NodeCommand),
+    /// Fetch a job's shard outputs from where they were published, verify
+    /// each against its CID, and write them to DIR/<shard index>/.
+    Get {
+        /// Job id.
+        job: String,
+        /// Directory to write shards into.
+        #[arg(short = 'o', long = "out", default_value = ".")]
+        out: PathBuf,
+        /// Only this shard.
+        #[arg(long)]
+        shard: Option<u32>,
+        /// S3-compatible endpoint for s3:// locations (else the AWS chain's,
+        /// e.g. AWS_ENDPOINT_URL); implies path-style addressing.
+        #[arg(long, env = "SHOAL_S3_ENDPOINT")]
+        s3_endpoint: Option<String>,
+    },
     /// Print the root CID of a file or directory, exactly as `ipfs add` does.
     Cid(cli_content::CidArgs),
     /// Pack a file or directory into a CARv1; print root CID and piece CID.
     Car(cli_content::CarArgs),
     /// Check a path or a .car file against a CID.
     Verify(cli_content::VerifyArgs),
+}
+
+async fn get(
+    client: &client::Client,
+    format: Format,
+    job: &str,
+    out: &std::path::Path,
+    shard: Option<u32>,
+    s3_endpoint: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let manifest: crate::model::Manifest = client.get(&format!("/jobs/{job}/results")).await?;
+    let fetcher = crate::get::Fetcher {
+        s3: shoal_publishers::s3::Settings {
+            force_path_style: s3_endpoint.is_some(),
+            endpoint_url: s3_endpoint,
+            ..Default::default()
+        },
+    };
+    let results = crate::get::get_job(&fetcher, &manifest, out, shard, |index, outcome| {
+        if format == Format::Text {
+            match outcome {
+                Ok(crate::get::Outcome::Fetched { from }) => {
+                    println!("shard {index}: verified, from {from}")
+                }
+                Ok(crate::get::Outcome::Present) => {
+                    println!("shard {index}: already present and verified")
+                }
+                Err(e) => eprintln!("error: {e}"),
+            }
+        }
+    })
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if format == Format::Json {
+        let shards: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(index, r)| match r {
+                Ok(crate::get::Outcome::Fetched { from }) => {
+                    serde_json::json!({"shard": index, "verified": true, "from": from})
+                }
+                Ok(crate::get::Outcome::Present) => {
+                    serde_json::json!({"shard": index, "verified": true, "from": null})
+                }
+                Err(e) => serde_json::json!({"shard": index, "verified": false, "error": e}),
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"job": job, "dir": out, "shards": shards, "failed": failed})
+        );
+    } else {
+        println!(
+            "{} of {} shards verified into {}",
+            results.len() - failed,
+            results.len(),
+            out.display()
+        );
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs a parsed command line.
@@ -116,6 +196,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Node(command) => {
             job::run_node(&client::Client::new(&cli.api)?, cli.output, command).await
+        }
+        Command::Get {
+            job,
+            out,
+            shard,
+            s3_endpoint,
+        } => {
+            let client = client::Client::new(&cli.api)?;
+            get(&client, cli.output, &job, &out, shard, s3_endpoint).await
         }
         Command::Cid(args) => cli_content::run_cid(args).await.map(|()| ExitCode::SUCCESS),
         Command::Car(args) => cli_content::run_car(args).await.map(|()| ExitCode::SUCCESS),

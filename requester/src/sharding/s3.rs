@@ -14,6 +14,7 @@ pub async fn list_s3(input: &S3Input) -> Result<Vec<InputFile>, ShardingError> {
         endpoint_url: input.endpoint_url.clone(),
         force_path_style: input.endpoint_url.is_some(),
         region: input.region.clone(),
+        credentials: None,
     };
     let (client, credentials) = s3::connect(&settings).await;
     credentials.map_err(ShardingError::S3)?;
