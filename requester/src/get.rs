@@ -127,10 +127,11 @@ impl Fetcher {
 async fn verify(path: &Path, cid: &Cid) -> Result<(), String> {
     let path = path.to_owned();
     let cid = *cid;
-    tokio::task::spawn_blocking(move || content::verify_path(&path, &cid))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("does not match its CID: {e}"))
+    tokio::task::spawn_blocking(move || {
+        content::verify_path(&path, &cid).map_err(|e| format!("does not match its CID: {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// Copies a directory tree of regular files and directories.
