@@ -30,8 +30,33 @@ pub fn make_inputs(dir: &Path, count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where the demo publishes.
+#[derive(Debug, Clone)]
+pub enum Publish {
+    /// Each node's local publish root.
+    Local,
+    /// A bucket on a local S3 API server at `endpoint`.
+    S3 { endpoint: String, bucket: String },
+}
+
+impl Publish {
+    fn target(&self) -> String {
+        match self {
+            Publish::Local => "{local: {path: demo}}".into(),
+            Publish::S3 { bucket, .. } => {
+                format!("{{s3: {{bucket: {bucket}, prefix: \"wordcount/{{job}}/{{shard}}\"}}}}")
+            }
+        }
+    }
+}
+
 /// The demo job: count the words of every input file.
 pub fn spec(inputs: &Path, shards: usize) -> String {
+    spec_to(inputs, shards, &Publish::Local)
+}
+
+/// The demo job, publishing to `publish`.
+pub fn spec_to(inputs: &Path, shards: usize, publish: &Publish) -> String {
     format!(
         r#"name: wordcount-demo
 executor:
@@ -43,19 +68,25 @@ sharding: {{glob: "*.txt", batch_size: 1}}
 resources: {{cpu: 1, timeout: 60s}}
 placement: {{bidders: 3, replicas: 1}}
 verify: none
-publish: [{{local: {{path: demo}}}}]
+publish: [{}]
 # {shards} shards
 "#,
-        inputs.display()
+        inputs.display(),
+        publish.target()
     )
 }
 
 /// Runs the demo on `net` (which has a requester); returns the job.
-pub async fn run(net: &Testnet, api: &str, shards: usize) -> anyhow::Result<JobView> {
+pub async fn run(
+    net: &Testnet,
+    api: &str,
+    shards: usize,
+    publish: &Publish,
+) -> anyhow::Result<JobView> {
     let inputs = net.root().join("inputs");
     make_inputs(&inputs, shards)?;
     let http = reqwest::Client::new();
-    let view: JobView = post_job(&http, api, spec(&inputs, shards)).await?;
+    let view: JobView = post_job(&http, api, spec_to(&inputs, shards, publish)).await?;
     println!(
         "submitted job {} with {} shards",
         view.id,
@@ -69,7 +100,13 @@ pub async fn run(net: &Testnet, api: &str, shards: usize) -> anyhow::Result<JobV
         .json()
         .await?;
     print_manifest(net, &manifest);
-    verify_locations(&manifest)?;
+    match publish {
+        Publish::Local => verify_locations(&manifest)?,
+        Publish::S3 { endpoint, bucket } => {
+            list_published(endpoint, bucket, &format!("wordcount/{}/", view.id)).await?;
+            fetch_and_verify(net, &manifest, endpoint).await?;
+        }
+    }
     Ok(view)
 }
 
@@ -171,6 +208,69 @@ pub fn verify_locations(manifest: &Manifest) -> anyhow::Result<()> {
     println!(
         "verified: {verified} published outputs match their CIDs ({} shards)",
         manifest.shards.len()
+    );
+    Ok(())
+}
+
+/// Prints what the nodes wrote to the bucket.
+async fn list_published(endpoint: &str, bucket: &str, prefix: &str) -> anyhow::Result<()> {
+    let client = crate::s3::client(endpoint).await;
+    let objects = shoal_publishers::s3::list_objects(&client, bucket, prefix).await?;
+    let bytes: u64 = objects.iter().map(|o| o.size).sum();
+    let manifests = objects
+        .iter()
+        .filter(|o| o.key.ends_with(shoal_publishers::s3::MANIFEST))
+        .count();
+    println!();
+    println!(
+        "s3://{bucket}/{prefix}: {} objects, {bytes} bytes, {manifests} shard manifests (_shoal.json)",
+        objects.len()
+    );
+    for o in objects.iter().take(6) {
+        println!("  s3://{bucket}/{}  {} bytes", o.key, o.size);
+    }
+    if objects.len() > 6 {
+        println!("  ... and {} more", objects.len() - 6);
+    }
+    Ok(())
+}
+
+/// Fetches every shard back from its published location (as `shoal get`
+/// does) and checks it against its CID.
+async fn fetch_and_verify(
+    net: &Testnet,
+    manifest: &Manifest,
+    endpoint: &str,
+) -> anyhow::Result<()> {
+    let fetcher = shoal_requester::get::Fetcher {
+        s3: shoal_publishers::s3::Settings {
+            endpoint_url: Some(endpoint.to_string()),
+            force_path_style: true,
+            region: Some(crate::s3::REGION.into()),
+            credentials: Some(shoal_publishers::s3::StaticCredentials {
+                access_key_id: crate::s3::ACCESS_KEY_ID.into(),
+                secret_access_key: crate::s3::SECRET_ACCESS_KEY.into(),
+            }),
+        },
+    };
+    let dir = net.root().join("fetched");
+    let results = shoal_requester::get::get_job(&fetcher, manifest, &dir, None, |_, _| {})
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().err().cloned())
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} shards failed verification: {}",
+            failed.len(),
+            failed.join("; ")
+        );
+    }
+    println!(
+        "verified: fetched all {} shards back from S3; every byte matches its CID",
+        results.len()
     );
     Ok(())
 }

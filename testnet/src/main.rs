@@ -27,6 +27,10 @@ enum Command {
         /// Seconds to wait for every node to see every other.
         #[arg(long, default_value_t = 60)]
         timeout: u64,
+        /// Also start a local S3 API server (moto) and give every node
+        /// its endpoint and credentials.
+        #[arg(long)]
+        s3: bool,
     },
     /// Start a network, run a sharded word-count job, print where every
     /// shard was published, verify every output, and shut down.
@@ -38,6 +42,10 @@ enum Command {
         /// Keep node homes here instead of a temp dir (kept after exit).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Publish to a local S3 API server (moto) instead of each node's
+        /// local directory, then list and fetch back what was published.
+        #[arg(long)]
+        s3: bool,
     },
     /// Time a job of many trivial shards: submit -> all awarded -> all published.
     Bench {
@@ -46,6 +54,22 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         shards: usize,
     },
+}
+
+/// Bucket the testnet creates on its S3 server.
+const DEMO_BUCKET: &str = "shoal-demo";
+
+/// Starts moto, creates the demo bucket, and points every node at it.
+async fn start_s3(options: &mut Options) -> anyhow::Result<shoal_testnet::s3::MotoServer> {
+    let server = shoal_testnet::s3::MotoServer::start(&[]).await?;
+    let client = shoal_testnet::s3::client(&server.endpoint).await;
+    shoal_testnet::s3::create_bucket(&client, DEMO_BUCKET).await?;
+    options.env.extend(shoal_testnet::s3::env());
+    let endpoint = server.endpoint.clone();
+    options.configure = Box::new(move |_, config| {
+        shoal_testnet::s3::configure_node(config, &endpoint, DEMO_BUCKET);
+    });
+    Ok(server)
 }
 
 fn main() -> ExitCode {
@@ -70,13 +94,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             nodes,
             dir,
             timeout,
+            s3,
         } => {
             let exe = std::env::current_exe().context("cannot find this binary")?;
             let mut options = Options::new(exe);
             options.dir = dir;
             options.converge_timeout = std::time::Duration::from_secs(timeout);
+            let server = if s3 {
+                Some(start_s3(&mut options).await?)
+            } else {
+                None
+            };
             let mut net = Testnet::start(nodes, options).await?;
             let api = net.start_requester(&[]).await?;
+            if let Some(server) = &server {
+                println!("s3  {}  bucket {DEMO_BUCKET}", server.endpoint);
+                for (k, v) in shoal_testnet::s3::env() {
+                    println!("export {k}={v}");
+                }
+                println!("export SHOAL_S3_ENDPOINT={}", server.endpoint);
+            }
             for node in &net.nodes {
                 println!(
                     "{}  {}  {}  {}",
@@ -120,15 +157,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Demo { nodes, shards, dir } => {
+        Command::Demo {
+            nodes,
+            shards,
+            dir,
+            s3,
+        } => {
             let exe = std::env::current_exe().context("cannot find this binary")?;
             let mut options = Options::new(exe);
             options.dir = dir;
+            let (server, publish) = if s3 {
+                let server = start_s3(&mut options).await?;
+                println!("S3 API server (moto) on {}", server.endpoint);
+                let publish = demo::Publish::S3 {
+                    endpoint: server.endpoint.clone(),
+                    bucket: DEMO_BUCKET.into(),
+                };
+                (Some(server), publish)
+            } else {
+                (None, demo::Publish::Local)
+            };
             println!("starting {nodes} nodes and a requester on 127.0.0.1 ...");
             let mut net = Testnet::start(nodes, options).await?;
             let api = net.start_requester(&[]).await?;
             println!("network ready: {nodes} nodes, requester API {api}");
-            let result = demo::run(&net, &api, shards).await;
+            let result = demo::run(&net, &api, shards, &publish).await;
+            if let Some(server) = server {
+                server.stop().await;
+            }
             net.stop().await?;
             let view = result?;
             if view.state != shoal_requester::model::JobState::Completed {

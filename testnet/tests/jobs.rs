@@ -120,7 +120,9 @@ fn published_dirs(net: &Testnet, job: &str) -> Vec<(String, String)> {
 async fn demo_job_on_four_nodes_publishes_every_shard_matching_its_cid() {
     let mut net = Testnet::start(4, options()).await.unwrap();
     let api = net.start_requester(&[]).await.unwrap();
-    let view = shoal_testnet::demo::run(&net, &api, 12).await.unwrap();
+    let view = shoal_testnet::demo::run(&net, &api, 12, &shoal_testnet::demo::Publish::Local)
+        .await
+        .unwrap();
     assert_eq!(view.state, JobState::Completed, "{view:?}");
     assert_eq!(view.shards.len(), 12);
     for shard in &view.shards {
