@@ -113,7 +113,7 @@ impl Default for S3PublisherSection {
             region: String::new(),
             allow: Vec::new(),
             read: Vec::new(),
-            part_size_mb: 16,
+            part_size_mb: 8,
             concurrency: 16,
         }
     }
@@ -418,7 +418,7 @@ allow = []
 # job cannot read (and publish) private data these credentials can see.
 read = []
 # Multipart part size in MiB (5 to 5120); smaller files go up in one request.
-part_size_mb = 16
+part_size_mb = 8
 # Requests in flight at once, across files and parts.
 concurrency = 16
 "#;

@@ -65,8 +65,12 @@ async fn run(mib: usize, files: usize) -> anyhow::Result<()> {
     let many = work.path().join("many");
     std::fs::create_dir_all(&many)?;
     let small = total / files;
+    // 100 files per directory: one flat directory of 10,000 would need a
+    // HAMT-sharded UnixFS directory, which the importer does not build.
     for i in 0..files {
-        fill(&many.join(format!("f{i:05}.bin")), small, i as u64 + 2)?;
+        let sub = many.join(format!("d{:03}", i / 100));
+        std::fs::create_dir_all(&sub)?;
+        fill(&sub.join(format!("f{i:05}.bin")), small, i as u64 + 2)?;
     }
     println!(
         "moto {} ; data: 1 x {mib} MiB and {files} x {} KiB",
@@ -144,8 +148,8 @@ async fn shoal_publish(endpoint: &str, bucket: &str, dir: &Path) -> anyhow::Resu
             }),
         },
         allow: vec![bucket.into()],
-        part_size: 16 << 20,
-        concurrency: 16,
+        part_size: env_or("SHOAL_PART_MB", 8) << 20,
+        concurrency: env_or("SHOAL_CONCURRENCY", 16),
     })
     .await
     .map_err(anyhow::Error::msg)?;
@@ -165,6 +169,13 @@ async fn shoal_publish(endpoint: &str, bucket: &str, dir: &Path) -> anyhow::Resu
     let start = Instant::now();
     publisher.publish(&target, output).await?;
     Ok(start.elapsed())
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn timed(make: impl Fn() -> Command) -> anyhow::Result<Duration> {
