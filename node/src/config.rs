@@ -82,6 +82,33 @@ pub struct ShellSection {
 #[serde(default, deny_unknown_fields)]
 pub struct PublishersSection {
     pub local: LocalPublisherSection,
+    pub ipfs: IpfsPublisherSection,
+}
+
+/// The IPFS publisher imports outputs into this node's block store
+/// (`<home>/blocks.redb`), served over Bitswap and the HTTP gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpfsPublisherSection {
+    /// Offer the `ipfs` publisher.
+    pub enabled: bool,
+    /// Kubo RPC base URL to also push outputs to; empty = no push.
+    pub rpc_url: String,
+    /// Hours a published output stays pinned; 0 = until unpinned.
+    pub pin_hours: u64,
+    /// Block store size limit in MiB; 0 = no limit.
+    pub max_store_mb: u64,
+}
+
+impl Default for IpfsPublisherSection {
+    fn default() -> Self {
+        IpfsPublisherSection {
+            enabled: false,
+            rpc_url: String::new(),
+            pin_hours: 168,
+            max_store_mb: 0,
+        }
+    }
 }
 
 /// The local publisher copies outputs under a directory of this machine.
@@ -259,6 +286,15 @@ impl Config {
                 self.status.addr
             ));
         }
+        let rpc_url = &self.publishers.ipfs.rpc_url;
+        if !(rpc_url.is_empty()
+            || rpc_url.starts_with("http://")
+            || rpc_url.starts_with("https://"))
+        {
+            return Err(format!(
+                "publishers.ipfs.rpc_url {rpc_url:?} must be an http(s) URL such as http://127.0.0.1:5001"
+            ));
+        }
         if self.compute.heartbeat_ms < 50 {
             return Err("compute.heartbeat_ms must be at least 50".into());
         }
@@ -333,6 +369,21 @@ enabled = false
 [publishers.local]
 # Copy shard outputs under this directory; empty disables the local publisher.
 root = ""
+
+[publishers.ipfs]
+# Publish shard outputs into this node's block store (<home>/blocks.redb),
+# served over Bitswap on the node's libp2p port, announced in the DHT, and
+# served by the trustless gateway on status.addr (/ipfs/CID?format=car).
+enabled = false
+# Kubo RPC endpoint to also push each output to as a CAR (dag/import, pinned),
+# e.g. "http://127.0.0.1:5001"; empty means no push.
+rpc_url = ""
+# Hours a published output stays pinned; 0 means until unpinned.
+# `shoal-node gc` (or the node itself, every 10 minutes) drops expired pins.
+pin_hours = 168
+# Block store size limit, in MiB; 0 means no limit. When full, unpinned
+# blocks are collected first; then publishing fails with a clear error.
+max_store_mb = 0
 "#;
 
 #[cfg(test)]

@@ -344,6 +344,30 @@ impl BlockStore {
         Ok(Ok(new_bytes))
     }
 
+    /// Deletes the block `cid` (pinned or not); returns whether it was there.
+    pub fn remove(&self, cid: &Cid) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        let removed = {
+            let mut blocks = txn.open_table(BLOCKS).map_err(db_error)?;
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            let len = blocks
+                .remove(cid.to_bytes().as_slice())
+                .map_err(db_error)?
+                .map(|v| v.value().len() as u64);
+            if let Some(len) = len {
+                let used = meta
+                    .get(USED_BYTES)
+                    .map_err(db_error)?
+                    .map_or(0, |v| v.value());
+                meta.insert(USED_BYTES, used.saturating_sub(len))
+                    .map_err(db_error)?;
+            }
+            len.is_some()
+        };
+        txn.commit().map_err(db_error)?;
+        Ok(removed)
+    }
+
     /// Pins `root` until `expires` (`None` = until unpinned). Pinning again
     /// keeps the later of the two expiries. The root need not be stored yet.
     pub fn pin(&self, root: &Cid, expires: Option<SystemTime>) -> Result<(), StoreError> {
