@@ -32,6 +32,12 @@ pub enum Command {
         #[arg(long)]
         home: PathBuf,
     },
+    /// Remove blocks no live pin needs (and expired pins) from a stopped
+    /// node's block store; a running node does this itself every 10 minutes.
+    Gc {
+        #[arg(long)]
+        home: PathBuf,
+    },
     /// Join the network and run until SIGINT/SIGTERM.
     Run {
         #[arg(long)]
@@ -72,6 +78,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Id { home } => {
             println!("{}", daemon::peer_id(&home)?);
+            Ok(())
+        }
+        Command::Gc { home } => {
+            let report = daemon::gc(&home)?;
+            println!(
+                "removed {} blocks ({} bytes), dropped {} expired pins, kept {} blocks",
+                report.blocks_removed, report.bytes_freed, report.pins_expired, report.blocks_kept
+            );
             Ok(())
         }
         Command::Run {

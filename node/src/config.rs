@@ -83,6 +83,7 @@ pub struct ShellSection {
 pub struct PublishersSection {
     pub local: LocalPublisherSection,
     pub s3: S3PublisherSection,
+    pub ipfs: IpfsPublisherSection,
 }
 
 /// The S3 driver: publishes outputs and reads inputs with the credentials of
@@ -128,6 +129,32 @@ impl S3PublisherSection {
             force_path_style: self.force_path_style,
             region: non_empty(&self.region),
             credentials: None,
+        }
+    }
+}
+
+/// The IPFS publisher imports outputs into this node's block store
+/// (`<home>/blocks.redb`), served over Bitswap and the HTTP gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IpfsPublisherSection {
+    /// Offer the `ipfs` publisher.
+    pub enabled: bool,
+    /// Kubo RPC base URL to also push outputs to; empty = no push.
+    pub rpc_url: String,
+    /// Hours a published output stays pinned; 0 = until unpinned.
+    pub pin_hours: u64,
+    /// Block store size limit in MiB; 0 = no limit.
+    pub max_store_mb: u64,
+}
+
+impl Default for IpfsPublisherSection {
+    fn default() -> Self {
+        IpfsPublisherSection {
+            enabled: false,
+            rpc_url: String::new(),
+            pin_hours: 168,
+            max_store_mb: 0,
         }
     }
 }
@@ -307,6 +334,15 @@ impl Config {
                 self.status.addr
             ));
         }
+        let rpc_url = &self.publishers.ipfs.rpc_url;
+        if !(rpc_url.is_empty()
+            || rpc_url.starts_with("http://")
+            || rpc_url.starts_with("https://"))
+        {
+            return Err(format!(
+                "publishers.ipfs.rpc_url {rpc_url:?} must be an http(s) URL such as http://127.0.0.1:5001"
+            ));
+        }
         if self.compute.heartbeat_ms < 50 {
             return Err("compute.heartbeat_ms must be at least 50".into());
         }
@@ -421,6 +457,21 @@ read = []
 part_size_mb = 8
 # Requests in flight at once, across files and parts.
 concurrency = 16
+
+[publishers.ipfs]
+# Publish shard outputs into this node's block store (<home>/blocks.redb),
+# served over Bitswap on the node's libp2p port, announced in the DHT, and
+# served by the trustless gateway on status.addr (/ipfs/CID?format=car).
+enabled = false
+# Kubo RPC endpoint to also push each output to as a CAR (dag/import, pinned),
+# e.g. "http://127.0.0.1:5001"; empty means no push.
+rpc_url = ""
+# Hours a published output stays pinned; 0 means until unpinned.
+# `shoal-node gc` (or the node itself, every 10 minutes) drops expired pins.
+pin_hours = 168
+# Block store size limit, in MiB; 0 means no limit. When full, unpinned
+# blocks are collected first; then publishing fails with a clear error.
+max_store_mb = 0
 "#;
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! leaves cleanly on SIGINT/SIGTERM.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -9,6 +10,7 @@ use libp2p::Multiaddr;
 use serde::Serialize;
 
 use shoal_publishers::Publishers;
+use shoal_publishers::ipfs::{BlockStore, IpfsConfig, IpfsPublisher, STORE_FILE};
 use shoal_publishers::local::LocalPublisher;
 use shoal_publishers::s3::{AllowList, S3Publisher, S3PublisherConfig};
 
@@ -17,6 +19,7 @@ use crate::inputs::S3Access;
 use crate::compute::{self, Compute, ComputeConfig};
 use crate::config::{CONFIG_FILE, Config};
 use crate::identity::{self, IDENTITY_FILE};
+use crate::ipfs::NodeHook;
 use crate::net::{self, NetConfig, NetHandle};
 use crate::protocol::membership::{Capacity, NodeInfo};
 use crate::status;
@@ -76,6 +79,8 @@ pub fn peer_id(home: &Path) -> anyhow::Result<libp2p::PeerId> {
 pub struct RunningNode {
     pub net: NetHandle,
     pub run_info: RunInfo,
+    /// The block store Bitswap and the gateway serve.
+    pub blocks: Arc<BlockStore>,
     home: PathBuf,
 }
 
@@ -105,7 +110,9 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
         config.network.mdns = false;
     }
     let mut info = node_info(&config);
-    let (publishers, s3_access) = publishers(&config, home).await?;
+    let blocks = Arc::new(open_block_store(&config, home)?);
+    let hook = Arc::new(NodeHook::default());
+    let (publishers, s3_access) = publishers(&config, home, &blocks, &hook).await?;
     info.executors = compute::enabled_executors(config.executors.shell.enabled);
     info.publishers = publishers.kinds();
     let listeners = config.network.listen.len();
@@ -116,7 +123,7 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
         allow_requesters: compute::allow_list(&config.compute.allow_requesters),
         max_queue: config.compute.max_queue,
     };
-    let net = net::start(
+    let net = net::start_with_store(
         keypair,
         NetConfig {
             listen: config.network.listen.clone(),
@@ -127,8 +134,11 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
             info,
         },
         Some(inbound_tx),
+        Some(Arc::clone(&blocks)),
     )
     .await?;
+    hook.attach(net.clone());
+    tokio::spawn(collect_garbage(Arc::clone(&blocks)));
     let work_dir = if config.compute.work_dir.as_os_str().is_empty() {
         home.join("work")
     } else {
@@ -156,7 +166,7 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
     let status_url = if config.status.addr.is_empty() {
         None
     } else {
-        let bound = status::serve(&config.status.addr, net.clone())
+        let bound = status::serve(&config.status.addr, net.clone(), Some(Arc::clone(&blocks)))
             .await
             .with_context(|| format!("cannot serve status on {}", config.status.addr))?;
         Some(format!("http://{bound}"))
@@ -172,6 +182,7 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
     Ok(RunningNode {
         net,
         run_info,
+        blocks,
         home: home.to_owned(),
     })
 }
@@ -219,10 +230,47 @@ pub fn write_run_file(home: &Path, info: &RunInfo) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Opens `<home>/blocks.redb` with the configured size limit.
+pub fn open_block_store(config: &Config, home: &Path) -> anyhow::Result<BlockStore> {
+    let limit = match config.publishers.ipfs.max_store_mb {
+        0 => None,
+        mb => Some(mb.saturating_mul(1024 * 1024)),
+    };
+    Ok(BlockStore::open(&home.join(STORE_FILE), limit)?)
+}
+
+/// Drops expired pins and unreachable blocks every 10 minutes.
+#[allow(clippy::result_large_err)] // StoreError names CIDs; one per 10 minutes
+async fn collect_garbage(blocks: Arc<BlockStore>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let store = Arc::clone(&blocks);
+        match tokio::task::spawn_blocking(move || store.gc()).await {
+            Ok(Ok(report)) if report.blocks_removed > 0 || report.pins_expired > 0 => {
+                tracing::info!(?report, "block store garbage collected")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("block store gc failed: {e}"),
+            Err(e) => tracing::warn!("block store gc task failed: {e}"),
+        }
+    }
+}
+
+/// `shoal-node gc`: collects the block store of a stopped node.
+pub fn gc(home: &Path) -> anyhow::Result<shoal_publishers::ipfs::GcReport> {
+    let config = Config::load(&home.join(CONFIG_FILE))?;
+    let store = open_block_store(&config, home)?;
+    Ok(store.gc()?)
+}
+
 /// The publisher drivers the config enables, and how S3 inputs are read.
 async fn publishers(
     config: &Config,
     home: &Path,
+    blocks: &Arc<BlockStore>,
+    hook: &Arc<NodeHook>,
 ) -> anyhow::Result<(Publishers, Option<S3Access>)> {
     let mut publishers = Publishers::default();
     let mut s3_access = None;
@@ -258,6 +306,18 @@ async fn publishers(
             format!("publishers.local.root {}: cannot create it", root.display())
         })?;
         publishers.add(Box::new(LocalPublisher::new(root)));
+    }
+    let ipfs = &config.publishers.ipfs;
+    if ipfs.enabled {
+        publishers.add(Box::new(IpfsPublisher::new(
+            Arc::clone(blocks),
+            Arc::clone(hook) as Arc<dyn shoal_publishers::ipfs::IpfsNode>,
+            IpfsConfig {
+                pin_for: (ipfs.pin_hours > 0)
+                    .then(|| Duration::from_secs(ipfs.pin_hours.saturating_mul(3600))),
+                rpc_url: (!ipfs.rpc_url.is_empty()).then(|| ipfs.rpc_url.clone()),
+            },
+        )));
     }
     Ok((publishers, s3_access))
 }

@@ -2,20 +2,31 @@
 //! its view of the membership as JSON. Tests, the testnet and the CLI read it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 
+use shoal_publishers::ipfs::BlockStore;
+
 use crate::net::{NetHandle, Snapshot};
 
-/// Binds `addr` and serves the status API until the process ends; returns
-/// the bound address (useful with port 0).
-pub async fn serve(addr: &str, net: NetHandle) -> std::io::Result<SocketAddr> {
+/// Binds `addr` and serves the status API (and, with a block store, the
+/// trustless gateway) until the process ends; returns the bound address
+/// (useful with port 0).
+pub async fn serve(
+    addr: &str,
+    net: NetHandle,
+    blocks: Option<Arc<BlockStore>>,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(net);
+    let mut app = router(net);
+    if let Some(store) = blocks {
+        app = app.merge(crate::gateway::router(store));
+    }
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("status server stopped: {e}");

@@ -2,6 +2,7 @@
 //! addressing (UnixFS CIDs, CARv1, Filecoin piece commitments).
 
 pub mod content;
+pub mod ipfs;
 pub mod local;
 pub mod publisher;
 pub mod s3;

@@ -1,5 +1,6 @@
 //! The composed NetworkBehaviour and the Swarm it runs in.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
@@ -9,7 +10,10 @@ use libp2p::{
     StreamProtocol, Swarm, SwarmBuilder, gossipsub, identify, kad, mdns, noise, ping, tcp, yamux,
 };
 
+use shoal_publishers::ipfs::BlockStore;
+
 use super::NetConfig;
+use crate::ipfs::BitswapStore;
 use crate::protocol::job::{self, Request, Response};
 use crate::protocol::membership::MAX_ANNOUNCEMENT_BYTES;
 
@@ -27,11 +31,14 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub gossipsub: gossipsub::Behaviour,
     pub job: cbor::Behaviour<Request, Response>,
+    /// Bitswap 1.2.0 (`/ipfs/bitswap/1.2.0`), client and server, over the block store.
+    pub bitswap: beetswap::Behaviour<64, BitswapStore>,
 }
 
 pub(super) fn build_swarm(
     keypair: &Keypair,
     config: &NetConfig,
+    blocks: Option<Arc<BlockStore>>,
 ) -> Result<Swarm<Behaviour>, String> {
     let mdns_enabled = config.mdns;
     let swarm = SwarmBuilder::with_existing_identity(keypair.clone())
@@ -91,6 +98,7 @@ pub(super) fn build_swarm(
                     mdns: Toggle::from(mdns),
                     gossipsub,
                     job,
+                    bitswap: beetswap::Behaviour::new(Arc::new(BitswapStore::new(blocks))),
                 })
             },
         )

@@ -20,6 +20,7 @@ use super::{Command, InboundRequest, NetConfig, NetError, Snapshot};
 use crate::membership::{Change, Membership};
 use crate::protocol::job::{Request, Response};
 use crate::protocol::membership::{self, Announcement, NodeInfo};
+use shoal_publishers::content::Cid;
 
 /// We dial members we learn about until this many peers are connected.
 const TARGET_PEERS: usize = 8;
@@ -47,6 +48,20 @@ pub(super) struct EventLoop {
     pending_responses: FuturesUnordered<PendingResponse>,
     next_announce: Instant,
     seq: u64,
+    provider_queries: HashMap<kad::QueryId, ProviderQuery>,
+    pending_connects: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
+    pending_fetches: HashMap<beetswap::QueryId, PendingFetch>,
+}
+
+struct ProviderQuery {
+    cid: Cid,
+    found: HashSet<PeerId>,
+    reply: oneshot::Sender<Result<Vec<PeerId>, NetError>>,
+}
+
+struct PendingFetch {
+    cid: Cid,
+    reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
 }
 
 impl EventLoop {
@@ -101,6 +116,9 @@ impl EventLoop {
             pending_responses: FuturesUnordered::new(),
             next_announce: Instant::now(),
             seq,
+            provider_queries: HashMap::new(),
+            pending_connects: HashMap::new(),
+            pending_fetches: HashMap::new(),
         })
     }
 
@@ -133,6 +151,7 @@ impl EventLoop {
                 }
                 _ = sleep_until(self.next_announce) => self.announce(),
                 _ = expiry.tick() => {
+                    self.cancel_abandoned_fetches();
                     let gone = self.membership.expire(std::time::Instant::now());
                     if !gone.is_empty() {
                         info!(peers = ?gone, "members expired after ttl");
@@ -179,7 +198,133 @@ impl EventLoop {
                     });
                 let _ = reply.send(result);
             }
+            Command::Provide { cid, reply } => {
+                let key = kad::RecordKey::new(&cid.to_bytes());
+                let result = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(key)
+                    .map(|_| ())
+                    .map_err(|e| NetError::Providers {
+                        cid,
+                        reason: e.to_string(),
+                    });
+                let _ = reply.send(result);
+            }
+            Command::FindProviders { cid, reply } => {
+                let key = kad::RecordKey::new(&cid.to_bytes());
+                let id = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.provider_queries.insert(
+                    id,
+                    ProviderQuery {
+                        cid,
+                        found: HashSet::new(),
+                        reply,
+                    },
+                );
+            }
+            Command::Connect { peer, addrs, reply } => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                for addr in &addrs {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                }
+                let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                    .addresses(addrs)
+                    .build();
+                match self.swarm.dial(opts) {
+                    Ok(()) => self.pending_connects.entry(peer).or_default().push(reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial {
+                            peer,
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::FetchBlock { cid, reply } => {
+                let id = self.swarm.behaviour_mut().bitswap.get(&cid);
+                self.pending_fetches.insert(id, PendingFetch { cid, reply });
+            }
             Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    /// Cancels Bitswap queries whose caller gave up (timed out, dropped).
+    fn cancel_abandoned_fetches(&mut self) {
+        let abandoned: Vec<beetswap::QueryId> = self
+            .pending_fetches
+            .iter()
+            .filter(|(_, f)| f.reply.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in abandoned {
+            if let Some(fetch) = self.pending_fetches.remove(&id) {
+                debug!(cid = %fetch.cid, "bitswap fetch abandoned by its caller; cancelled");
+            }
+            self.swarm.behaviour_mut().bitswap.cancel(id);
+        }
+    }
+
+    fn on_bitswap_event(&mut self, event: beetswap::Event) {
+        match event {
+            beetswap::Event::GetQueryResponse { query_id, data } => {
+                if let Some(fetch) = self.pending_fetches.remove(&query_id) {
+                    let _ = fetch.reply.send(Ok(data));
+                }
+            }
+            beetswap::Event::GetQueryError { query_id, error } => {
+                if let Some(fetch) = self.pending_fetches.remove(&query_id) {
+                    let _ = fetch.reply.send(Err(NetError::Bitswap(format!(
+                        "bitswap get {}: {error}",
+                        fetch.cid
+                    ))));
+                }
+            }
+        }
+    }
+
+    fn on_kad_query(&mut self, id: kad::QueryId, result: kad::QueryResult, last: bool) {
+        match result {
+            kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                providers,
+                ..
+            })) => {
+                if let Some(query) = self.provider_queries.get_mut(&id) {
+                    query.found.extend(providers);
+                }
+            }
+            kad::QueryResult::GetProviders(Ok(
+                kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. },
+            )) => {}
+            kad::QueryResult::GetProviders(Err(e)) => {
+                if let Some(query) = self.provider_queries.remove(&id) {
+                    // A timeout after some answers still gives usable providers.
+                    let result = if query.found.is_empty() {
+                        Err(NetError::Providers {
+                            cid: query.cid,
+                            reason: e.to_string(),
+                        })
+                    } else {
+                        Ok(query.found.into_iter().collect())
+                    };
+                    let _ = query.reply.send(result);
+                }
+                return;
+            }
+            kad::QueryResult::StartProviding(Err(e)) => {
+                debug!("provider announcement incomplete: {e}");
+            }
+            _ => {}
+        }
+        if last && let Some(query) = self.provider_queries.remove(&id) {
+            let _ = query.reply.send(Ok(query.found.into_iter().collect()));
         }
     }
 
@@ -240,6 +385,9 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 debug!(%peer_id, "connected");
+                for reply in self.pending_connects.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok(()));
+                }
                 self.publish_snapshot();
             }
             SwarmEvent::ConnectionClosed {
@@ -249,6 +397,18 @@ impl EventLoop {
             } => {
                 debug!(%peer_id, "disconnected");
                 self.publish_snapshot();
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } => {
+                for reply in self.pending_connects.remove(&peer).unwrap_or_default() {
+                    let _ = reply.send(Err(NetError::Dial {
+                        peer,
+                        reason: error.to_string(),
+                    }));
+                }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             _ => {}
@@ -293,6 +453,10 @@ impl EventLoop {
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, .. }) => {
                 debug!(%peer, "kademlia routing updated");
             }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            }) => self.on_kad_query(id, result, step.last),
+            BehaviourEvent::Bitswap(event) => self.on_bitswap_event(event),
             BehaviourEvent::Job(event) => self.on_job_event(event),
             _ => {}
         }

@@ -6,11 +6,14 @@ mod behaviour;
 mod event_loop;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
+use shoal_publishers::content::Cid;
+use shoal_publishers::ipfs::BlockStore;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::protocol::job::{Request, Response};
@@ -52,6 +55,12 @@ pub enum NetError {
     Request { peer: PeerId, reason: String },
     #[error("cannot start the network: {0}")]
     Start(String),
+    #[error("cannot connect to {peer}: {reason}")]
+    Dial { peer: PeerId, reason: String },
+    #[error("{0}")]
+    Bitswap(String),
+    #[error("DHT provider query for {cid} failed: {reason}")]
+    Providers { cid: Cid, reason: String },
 }
 
 /// A request a remote peer sent us; answer through `respond`.
@@ -74,6 +83,27 @@ pub(crate) enum Command {
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+    /// Kademlia `start_providing`.
+    Provide {
+        cid: Cid,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    /// Kademlia `get_providers`, collected until the query ends.
+    FindProviders {
+        cid: Cid,
+        reply: oneshot::Sender<Result<Vec<PeerId>, NetError>>,
+    },
+    /// Dial a peer (unless connected) and answer once connected.
+    Connect {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    /// Bitswap get; the block arrives verified by beetswap.
+    FetchBlock {
+        cid: Cid,
+        reply: oneshot::Sender<Result<Vec<u8>, NetError>>,
     },
 }
 
@@ -148,6 +178,41 @@ impl NetHandle {
         }
     }
 
+    /// Announces this node as a provider of `cid` in the DHT.
+    pub async fn provide(&self, cid: Cid) -> Result<(), NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Provide { cid, reply }).await?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Peers the DHT names as providers of `cid` (this node included if it is one).
+    pub async fn find_providers(&self, cid: Cid) -> Result<Vec<PeerId>, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::FindProviders { cid, reply }).await?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Connects to `peer` (at `addrs`, or where Kademlia knows it to be);
+    /// returns at once if already connected.
+    pub async fn connect(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Connect { peer, addrs, reply }).await?;
+        rx.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Asks every connected peer for the block `cid` over Bitswap and waits
+    /// for it (from the local block store if it is there). No timeout: wrap
+    /// the call in one; a dropped call is cancelled. The bytes are checked
+    /// against the CID again here, whatever Bitswap did.
+    pub async fn fetch_block(&self, cid: Cid) -> Result<Vec<u8>, NetError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::FetchBlock { cid, reply }).await?;
+        let data = rx.await.map_err(|_| NetError::Stopped)??;
+        shoal_publishers::ipfs::store::verify(&cid, &data)
+            .map_err(|e| NetError::Bitswap(format!("received {e}")))?;
+        Ok(data)
+    }
+
     async fn send(&self, command: Command) -> Result<(), NetError> {
         self.commands
             .send(command)
@@ -163,8 +228,19 @@ pub async fn start(
     config: NetConfig,
     inbound: Option<mpsc::Sender<InboundRequest>>,
 ) -> Result<NetHandle, NetError> {
+    start_with_store(keypair, config, inbound, None).await
+}
+
+/// [`start`], serving (and fetching into) `blocks` over Bitswap. Without a
+/// store, Bitswap answers that it has nothing and cannot fetch.
+pub async fn start_with_store(
+    keypair: Keypair,
+    config: NetConfig,
+    inbound: Option<mpsc::Sender<InboundRequest>>,
+    blocks: Option<Arc<BlockStore>>,
+) -> Result<NetHandle, NetError> {
     let peer_id = keypair.public().to_peer_id();
-    let swarm = behaviour::build_swarm(&keypair, &config).map_err(NetError::Start)?;
+    let swarm = behaviour::build_swarm(&keypair, &config, blocks).map_err(NetError::Start)?;
     let (commands, commands_rx) = mpsc::channel(256);
     let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
     let event_loop =
