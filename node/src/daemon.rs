@@ -157,6 +157,10 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
                 .filter_map(|root| std::fs::canonicalize(root).ok())
                 .collect(),
             s3: s3_access,
+            ipfs: Some(crate::inputs::IpfsAccess {
+                net: net.clone(),
+                store: Arc::clone(&blocks),
+            }),
             corrupt_output: std::env::var("SHOAL_TEST_CORRUPT_OUTPUT").is_ok_and(|v| v == "1"),
         },
         net.clone(),

@@ -67,6 +67,10 @@ pub enum StageErrorKind {
     S3NotAllowed(String),
     #[error("{0}")]
     S3(shoal_publishers::s3::S3Error),
+    #[error("IPFS inputs need a node with a block store")]
+    NoIpfs,
+    #[error("fetching {cid} over IPFS: {reason}")]
+    Ipfs { cid: String, reason: String },
     #[error("the shard's inputs exceed the limit of {}", human_bytes(*.limit))]
     TooLarge { limit: u64 },
     #[error("writing {path}: {source}")]
@@ -109,11 +113,20 @@ pub struct S3Access {
     pub read: shoal_publishers::s3::AllowList,
 }
 
+/// How this node fetches IPFS inputs: Bitswap on its swarm, into its block
+/// store (unpinned, so gc reclaims them).
+#[derive(Clone)]
+pub struct IpfsAccess {
+    pub net: crate::net::NetHandle,
+    pub store: std::sync::Arc<shoal_publishers::ipfs::BlockStore>,
+}
+
 /// What staging reads from besides local files.
 #[derive(Clone, Copy)]
 pub struct Sources<'a> {
     pub http: &'a reqwest::Client,
     pub s3: Option<&'a S3Access>,
+    pub ipfs: Option<&'a IpfsAccess>,
 }
 
 /// Whether every S3 input is one this node may read; the reason if not.
@@ -168,6 +181,23 @@ pub async fn stage(
                 .map_err(StageErrorKind::write(parent))
                 .map_err(err)?;
         }
+        if let InputItem::Ipfs {
+            cid,
+            size,
+            providers,
+            ..
+        } = item
+        {
+            let access = sources.ipfs.ok_or(StageErrorKind::NoIpfs).map_err(err)?;
+            // The listing's size is checked first, the real one after.
+            budget.check(*size).map_err(err)?;
+            let got = fetch_ipfs(access, cid, providers, &dest)
+                .await
+                .map_err(err)?;
+            budget.take(got).map_err(err)?;
+            tracing::debug!(input = name, "staged");
+            continue;
+        }
         let mut sink = Partial::create(&dest).await.map_err(err)?;
         match item {
             InputItem::Local { path, .. } => {
@@ -202,6 +232,7 @@ pub async fn stage(
                     key: key.clone(),
                 }),
             },
+            InputItem::Ipfs { .. } => Err(StageErrorKind::NoIpfs),
         }
         .map_err(err)?;
         sink.commit().await.map_err(err)?;
@@ -396,6 +427,44 @@ async fn download(
     Ok(())
 }
 
+/// Fetches one UnixFS file over Bitswap to `dest` (verified block by block
+/// and as a whole); returns its size.
+async fn fetch_ipfs(
+    access: &IpfsAccess,
+    cid: &str,
+    providers: &[String],
+    dest: &Path,
+) -> Result<u64, StageErrorKind> {
+    let fail = |reason: String| StageErrorKind::Ipfs {
+        cid: cid.to_string(),
+        reason,
+    };
+    let root: shoal_publishers::content::Cid =
+        cid.parse().map_err(|e| fail(format!("not a CID: {e}")))?;
+    let hints = providers
+        .iter()
+        .map(|p| p.parse::<libp2p::Multiaddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(format!("bad provider address: {e}")))?;
+    let (_report, _summary) = crate::ipfs::fetch_to_dir(
+        &access.net,
+        &access.store,
+        root,
+        &hints,
+        dest,
+        &crate::ipfs::FetchOptions::default(),
+    )
+    .await
+    .map_err(|e| fail(e.to_string()))?;
+    let meta = tokio::fs::metadata(dest)
+        .await
+        .map_err(|e| fail(format!("reading {}: {e}", dest.display())))?;
+    if !meta.is_file() {
+        return Err(fail("is a directory, not a file".into()));
+    }
+    Ok(meta.len())
+}
+
 struct S3Object<'a> {
     bucket: &'a str,
     key: &'a str,
@@ -490,6 +559,7 @@ mod tests {
                 Sources {
                     http: &reqwest::Client::new(),
                     s3: None,
+                    ipfs: None,
                 },
                 &limits,
             )

@@ -25,6 +25,7 @@ use futures::stream::FuturesUnordered;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
 use redb::Durability;
+use shoal_publishers::content::pb::{DataType, PbNode, UnixFsData};
 use shoal_publishers::content::{
     Cid, ExportError, ExportSummary, VerifyError, export_car, verify_path,
 };
@@ -431,4 +432,174 @@ impl IpfsNode for NodeHook {
             .map(|a| format!("{a}/p2p/{peer}"))
             .collect()
     }
+}
+
+/// One file found by [`list_dir`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// `/`-separated path under the listed directory.
+    pub path: String,
+    /// The file's root CID.
+    pub cid: Cid,
+    /// File size in bytes (UnixFS `filesize`, or the block size of a raw
+    /// leaf).
+    pub size: u64,
+}
+
+/// Most entries [`list_dir`] returns: a bound on what a job listing fetches.
+const MAX_LIST_ENTRIES: usize = 1_000_000;
+
+/// Lists the files of the UnixFS directory `root` over Bitswap, fetching
+/// directory nodes and the root block of each multi-block file (for its
+/// size), never file data. Every block is verified against its CID.
+pub async fn list_dir(
+    net: &NetHandle,
+    store: &Arc<BlockStore>,
+    root: Cid,
+    hints: &[Multiaddr],
+    options: &FetchOptions,
+) -> Result<Vec<DirEntry>, ListError> {
+    connect_providers(net, store, root, hints, options).await?;
+    let mut out = Vec::new();
+    let mut stack = vec![(String::new(), root)];
+    while let Some((prefix, dir)) = stack.pop() {
+        let data = fetch_one(net, store, dir, root, options).await?;
+        let node = PbNode::decode(&data).map_err(|e| ListError::Bad {
+            cid: dir,
+            message: e.to_string(),
+        })?;
+        let meta = node
+            .data
+            .map(UnixFsData::decode)
+            .transpose()
+            .map_err(|e| ListError::Bad {
+                cid: dir,
+                message: e.to_string(),
+            })?;
+        match meta.as_ref().map(|m| m.kind) {
+            Some(DataType::Directory) => {}
+            Some(DataType::HamtShard) => return Err(ListError::Hamt { cid: dir }),
+            _ if dir == root => return Err(ListError::NotADirectory { cid: root }),
+            _ => {
+                return Err(ListError::Bad {
+                    cid: dir,
+                    message: "expected a directory".into(),
+                });
+            }
+        }
+        for link in &node.links {
+            let name = link.name.unwrap_or_default();
+            if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+                return Err(ListError::Bad {
+                    cid: dir,
+                    message: format!("entry name {name:?} cannot be an input name"),
+                });
+            }
+            let child = Cid::try_from(link.hash).map_err(|e| ListError::Bad {
+                cid: dir,
+                message: format!("link is not a CID: {e}"),
+            })?;
+            let path = if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if child.codec() == RAW_CODEC {
+                out.push(DirEntry {
+                    path,
+                    cid: child,
+                    size: link.tsize.unwrap_or(0),
+                });
+            } else {
+                let block = fetch_one(net, store, child, root, options).await?;
+                let node = PbNode::decode(&block).map_err(|e| ListError::Bad {
+                    cid: child,
+                    message: e.to_string(),
+                })?;
+                let meta =
+                    node.data
+                        .map(UnixFsData::decode)
+                        .transpose()
+                        .map_err(|e| ListError::Bad {
+                            cid: child,
+                            message: e.to_string(),
+                        })?;
+                match meta {
+                    Some(m) if m.kind == DataType::Directory || m.kind == DataType::HamtShard => {
+                        stack.push((path, child))
+                    }
+                    Some(m) if m.kind == DataType::File || m.kind == DataType::Raw => {
+                        out.push(DirEntry {
+                            path,
+                            cid: child,
+                            size: m.filesize.unwrap_or(0),
+                        })
+                    }
+                    _ => {
+                        return Err(ListError::Bad {
+                            cid: child,
+                            message: "neither a file nor a directory (symlinks are not inputs)"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            if out.len() > MAX_LIST_ENTRIES {
+                return Err(ListError::TooMany {
+                    cid: root,
+                    limit: MAX_LIST_ENTRIES,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// CID codec of raw leaves.
+const RAW_CODEC: u64 = 0x55;
+
+async fn fetch_one(
+    net: &NetHandle,
+    store: &Arc<BlockStore>,
+    cid: Cid,
+    root: Cid,
+    options: &FetchOptions,
+) -> Result<Vec<u8>, ListError> {
+    let local = {
+        let store = Arc::clone(store);
+        tokio::task::spawn_blocking(move || store.get(&cid))
+            .await
+            .map_err(|e| FetchError::Store(StoreError::Db(format!("store task failed: {e}"))))?
+            .map_err(FetchError::Store)?
+    };
+    if let Some(data) = local {
+        return Ok(data);
+    }
+    match tokio::time::timeout(options.block_timeout, net.fetch_block(cid)).await {
+        Ok(result) => Ok(result.map_err(FetchError::Net)?),
+        Err(_) => Err(ListError::Fetch(FetchError::BlockUnavailable {
+            cid,
+            root,
+            peers: "the connected providers".into(),
+            waited: options.block_timeout,
+        })),
+    }
+}
+
+/// Why a directory could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ListError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("{cid} is a file, not a UnixFS directory")]
+    NotADirectory { cid: Cid },
+    #[error(
+        "{cid} is a HAMT-sharded directory, which shoal cannot list yet; split it into subdirectories"
+    )]
+    Hamt { cid: Cid },
+    #[error("{cid}: {message}")]
+    Bad { cid: Cid, message: String },
+    #[error("{cid} lists more than {limit} files")]
+    TooMany { cid: Cid, limit: usize },
 }

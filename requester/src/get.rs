@@ -22,6 +22,84 @@ pub struct Fetcher {
     /// S3 settings: endpoint and path style; credentials come from the
     /// user's AWS chain.
     pub s3: s3::Settings,
+    /// Fetch `ipfs://` locations through this trustless gateway (every block
+    /// still verified) instead of over Bitswap from the recorded providers.
+    pub ipfs_gateway: Option<String>,
+}
+
+/// Clients made on first use and kept for the next shards.
+#[derive(Default)]
+pub struct Clients {
+    s3: Option<s3::Client>,
+    ipfs: Option<IpfsPeer>,
+}
+
+/// A short-lived libp2p peer with a scratch block store, to fetch over
+/// Bitswap. It announces no role, so no requester ever gives it work.
+struct IpfsPeer {
+    net: shoal_node::net::NetHandle,
+    store: std::sync::Arc<shoal_publishers::ipfs::BlockStore>,
+    _dir: tempfile::TempDir,
+}
+
+impl IpfsPeer {
+    async fn start() -> Result<IpfsPeer, String> {
+        use shoal_node::protocol::membership::{Capacity, NodeInfo};
+        let dir = tempfile::tempdir().map_err(|e| format!("scratch directory: {e}"))?;
+        let store = std::sync::Arc::new(
+            shoal_publishers::ipfs::BlockStore::open(
+                &dir.path().join(shoal_publishers::ipfs::STORE_FILE),
+                None,
+            )
+            .map_err(|e| format!("scratch block store: {e}"))?,
+        );
+        let info = NodeInfo {
+            peer_id: String::new(),
+            roles: Vec::new(),
+            listen_addrs: Vec::new(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            capacity: Capacity {
+                cpu: 0.0,
+                memory: 0,
+                disk: 0,
+                slots: 0,
+            },
+            free_slots: 0,
+            executors: Vec::new(),
+            publishers: Vec::new(),
+            labels: Default::default(),
+            seq: 0,
+        };
+        let net = shoal_node::net::start_with_store(
+            shoal_node::libp2p::identity::Keypair::generate_ed25519(),
+            shoal_node::net::NetConfig {
+                listen: Vec::new(),
+                bootstrap: Vec::new(),
+                mdns: false,
+                announce_interval: std::time::Duration::from_secs(3600),
+                ttl: std::time::Duration::from_secs(3 * 3600),
+                info,
+            },
+            None,
+            Some(store.clone()),
+        )
+        .await
+        .map_err(|e| format!("cannot start a libp2p peer: {e}"))?;
+        Ok(IpfsPeer {
+            net,
+            store,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for IpfsPeer {
+    fn drop(&mut self) {
+        let net = self.net.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { net.shutdown().await });
+        }
+    }
 }
 
 /// What happened to one shard.
@@ -39,7 +117,7 @@ impl Fetcher {
         &self,
         entry: &ManifestEntry,
         dir: &Path,
-        s3_client: &mut Option<s3::Client>,
+        clients: &mut Clients,
     ) -> Result<Outcome, String> {
         let shard = entry.shard;
         let cid_text = entry
@@ -60,7 +138,7 @@ impl Fetcher {
         let mut errors = Vec::new();
         for location in &entry.locations {
             let _ = tokio::fs::remove_dir_all(&partial).await;
-            let fetched = self.fetch(location, &partial, s3_client).await;
+            let fetched = self.fetch(location, &cid, &partial, clients).await;
             let verified = match fetched {
                 Ok(()) => verify(&partial, &cid).await,
                 Err(e) => Err(e),
@@ -89,9 +167,11 @@ impl Fetcher {
     async fn fetch(
         &self,
         location: &Location,
+        cid: &Cid,
         dest: &Path,
-        s3_client: &mut Option<s3::Client>,
+        clients: &mut Clients,
     ) -> Result<(), String> {
+        let s3_client = &mut clients.s3;
         match location.driver.as_str() {
             "local" => {
                 let path = location
@@ -118,6 +198,43 @@ impl Fetcher {
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
+            }
+            "ipfs" => {
+                let root: Cid = location
+                    .url
+                    .strip_prefix("ipfs://")
+                    .ok_or("not an ipfs://CID URL")?
+                    .parse()
+                    .map_err(|e| format!("not an ipfs://CID URL: {e}"))?;
+                if root != *cid {
+                    return Err(format!("names {root}, but the shard's CID is {cid}"));
+                }
+                if let Some(gateway) = &self.ipfs_gateway {
+                    let http = reqwest::Client::new();
+                    return shoal_publishers::ipfs::fetch_car_from_gateway(
+                        &http, gateway, &root, dest,
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("via gateway {gateway}: {e}"));
+                }
+                if clients.ipfs.is_none() {
+                    clients.ipfs = Some(IpfsPeer::start().await?);
+                }
+                let peer = clients.ipfs.as_ref().ok_or("no libp2p peer")?;
+                let hints = location
+                    .providers
+                    .iter()
+                    .filter_map(|p| p.parse().ok())
+                    .collect::<Vec<shoal_node::libp2p::Multiaddr>>();
+                let options = shoal_node::ipfs::FetchOptions {
+                    block_timeout: std::time::Duration::from_secs(30),
+                    ..Default::default()
+                };
+                shoal_node::ipfs::fetch_to_dir(&peer.net, &peer.store, root, &hints, dest, &options)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("over Bitswap: {e}"))
             }
             other => Err(format!("cannot fetch from a {other} location")),
         }
@@ -183,10 +300,10 @@ pub async fn get_job(
             manifest.shards.len()
         ));
     }
-    let mut client = None;
+    let mut clients = Clients::default();
     let mut results = Vec::with_capacity(entries.len());
     for entry in entries {
-        let outcome = fetcher.get_shard(entry, dir, &mut client).await;
+        let outcome = fetcher.get_shard(entry, dir, &mut clients).await;
         progress(entry.shard, &outcome);
         results.push((entry.shard, outcome));
     }

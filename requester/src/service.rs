@@ -4,12 +4,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use shoal_node::daemon::{RUN_FILE, RunInfo};
 use shoal_node::identity::{self, IDENTITY_FILE};
 use shoal_node::libp2p::Multiaddr;
 use shoal_node::net::{self, NetConfig};
 use shoal_node::protocol::membership::{Capacity, NodeInfo, Role};
+use shoal_publishers::ipfs::BlockStore;
 use tokio::sync::mpsc;
 
 use crate::api;
@@ -43,7 +46,11 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     };
     let store = Store::open(&home.join(STORE_FILE))?;
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
-    let net = net::start(
+    let blocks = Arc::new(
+        BlockStore::open(&home.join(shoal_publishers::ipfs::STORE_FILE), None)
+            .context("cannot open the requester's block store")?,
+    );
+    let net = net::start_with_store(
         keypair,
         NetConfig {
             listen: options.listen.clone(),
@@ -54,9 +61,15 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             info: requester_info(),
         },
         Some(inbound_tx),
+        Some(blocks.clone()),
     )
     .await?;
-    let orchestrator = Orchestrator::new(net.clone(), store.clone(), options.orchestrator.clone());
+    let orchestrator = Orchestrator::new(
+        net.clone(),
+        store.clone(),
+        blocks,
+        options.orchestrator.clone(),
+    );
     let resumed = orchestrator.resume()?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed unfinished jobs from the store");

@@ -37,12 +37,15 @@ pub enum Publish {
     Local,
     /// A bucket on a local S3 API server at `endpoint`.
     S3 { endpoint: String, bucket: String },
+    /// Each node's block store, served over Bitswap.
+    Ipfs,
 }
 
 impl Publish {
     fn target(&self) -> String {
         match self {
             Publish::Local => "{local: {path: demo}}".into(),
+            Publish::Ipfs => "{ipfs: {}}".into(),
             Publish::S3 { bucket, .. } => {
                 format!("{{s3: {{bucket: {bucket}, prefix: \"wordcount/{{job}}/{{shard}}\"}}}}")
             }
@@ -105,6 +108,10 @@ pub async fn run(
         Publish::S3 { endpoint, bucket } => {
             list_published(endpoint, bucket, &format!("wordcount/{}/", view.id)).await?;
             fetch_and_verify(net, &manifest, endpoint).await?;
+        }
+        Publish::Ipfs => {
+            let fetcher = shoal_requester::get::Fetcher::default();
+            fetch_with(net, &manifest, &fetcher, "the nodes over Bitswap").await?;
         }
     }
     Ok(view)
@@ -252,9 +259,21 @@ async fn fetch_and_verify(
                 secret_access_key: crate::s3::SECRET_ACCESS_KEY.into(),
             }),
         },
+        ..Default::default()
     };
+    fetch_with(net, manifest, &fetcher, "S3").await
+}
+
+/// Fetches every shard with `fetcher` into `<root>/fetched` and checks it
+/// against its CID.
+async fn fetch_with(
+    net: &Testnet,
+    manifest: &Manifest,
+    fetcher: &shoal_requester::get::Fetcher,
+    from: &str,
+) -> anyhow::Result<()> {
     let dir = net.root().join("fetched");
-    let results = shoal_requester::get::get_job(&fetcher, manifest, &dir, None, |_, _| {})
+    let results = shoal_requester::get::get_job(fetcher, manifest, &dir, None, |_, _| {})
         .await
         .map_err(anyhow::Error::msg)?;
     let failed: Vec<String> = results
@@ -269,7 +288,7 @@ async fn fetch_and_verify(
         );
     }
     println!(
-        "verified: fetched all {} shards back from S3; every byte matches its CID",
+        "verified: fetched all {} shards back from {from}; every byte matches its CID",
         results.len()
     );
     Ok(())

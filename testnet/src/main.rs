@@ -44,8 +44,12 @@ enum Command {
         dir: Option<PathBuf>,
         /// Publish to a local S3 API server (moto) instead of each node's
         /// local directory, then list and fetch back what was published.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "ipfs")]
         s3: bool,
+        /// Publish into the nodes' IPFS block stores (served over Bitswap),
+        /// then fetch every shard back over Bitswap, verified.
+        #[arg(long)]
+        ipfs: bool,
     },
     /// Time a job of many trivial shards: submit -> all awarded -> all published.
     Bench {
@@ -162,11 +166,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             shards,
             dir,
             s3,
+            ipfs,
         } => {
             let exe = std::env::current_exe().context("cannot find this binary")?;
             let mut options = Options::new(exe);
             options.dir = dir;
-            let (server, publish) = if s3 {
+            let (server, publish) = if ipfs {
+                options.configure = Box::new(|_, config| config.publishers.ipfs.enabled = true);
+                (None, demo::Publish::Ipfs)
+            } else if s3 {
                 let server = start_s3(&mut options).await?;
                 println!("S3 API server (moto) on {}", server.endpoint);
                 let publish = demo::Publish::S3 {

@@ -354,6 +354,7 @@ async fn s3_outage_during_publishing_is_retried_and_nothing_is_published_early()
     let dir = tempfile::tempdir().unwrap();
     let fetcher = shoal_requester::get::Fetcher {
         s3: settings(&server.endpoint),
+        ..Default::default()
     };
     let results = shoal_requester::get::get_job(&fetcher, &manifest, dir.path(), None, |_, _| {})
         .await

@@ -39,6 +39,8 @@ pub struct ComputeConfig {
     pub local_input_roots: Vec<PathBuf>,
     /// How S3 inputs are read; `None` when `[publishers.s3]` is off.
     pub s3: Option<crate::inputs::S3Access>,
+    /// How IPFS inputs are fetched.
+    pub ipfs: Option<crate::inputs::IpfsAccess>,
     /// Test-only: corrupt every output before hashing it (env
     /// `SHOAL_TEST_CORRUPT_OUTPUT=1`), to exercise verification.
     pub corrupt_output: bool,

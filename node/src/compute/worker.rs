@@ -123,6 +123,7 @@ async fn execute(
     let sources = Sources {
         http: &inner.http,
         s3: inner.config.s3.as_ref(),
+        ipfs: inner.config.ipfs.as_ref(),
     };
     stage(&task.inputs, &inputs, sources, &limits)
         .await

@@ -90,6 +90,16 @@ pub enum InputItem {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         region: Option<String>,
     },
+    /// A UnixFS file fetched over Bitswap and verified block by block.
+    /// `size` is what the listing said, for the input limit; `providers` are
+    /// multiaddrs (`.../p2p/<peer>`) to try before the DHT.
+    Ipfs {
+        name: String,
+        cid: String,
+        size: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        providers: Vec<String>,
+    },
 }
 
 impl InputItem {
@@ -99,7 +109,8 @@ impl InputItem {
             InputItem::Local { name, .. }
             | InputItem::Url { name, .. }
             | InputItem::Inline { name, .. }
-            | InputItem::S3 { name, .. } => name,
+            | InputItem::S3 { name, .. }
+            | InputItem::Ipfs { name, .. } => name,
         }
     }
 }

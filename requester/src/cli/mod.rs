@@ -88,6 +88,10 @@ pub enum Command {
         /// e.g. AWS_ENDPOINT_URL); implies path-style addressing.
         #[arg(long, env = "SHOAL_S3_ENDPOINT")]
         s3_endpoint: Option<String>,
+        /// Fetch ipfs:// locations through this trustless gateway (e.g. a
+        /// node's status URL) instead of over Bitswap from their providers.
+        #[arg(long, env = "SHOAL_IPFS_GATEWAY")]
+        ipfs_gateway: Option<String>,
     },
     /// Print the root CID of a file or directory, exactly as `ipfs add` does.
     Cid(cli_content::CidArgs),
@@ -103,17 +107,10 @@ async fn get(
     job: &str,
     out: &std::path::Path,
     shard: Option<u32>,
-    s3_endpoint: Option<String>,
+    fetcher: &crate::get::Fetcher,
 ) -> anyhow::Result<ExitCode> {
     let manifest: crate::model::Manifest = client.get(&format!("/jobs/{job}/results")).await?;
-    let fetcher = crate::get::Fetcher {
-        s3: shoal_publishers::s3::Settings {
-            force_path_style: s3_endpoint.is_some(),
-            endpoint_url: s3_endpoint,
-            ..Default::default()
-        },
-    };
-    let results = crate::get::get_job(&fetcher, &manifest, out, shard, |index, outcome| {
+    let results = crate::get::get_job(fetcher, &manifest, out, shard, |index, outcome| {
         if format == Format::Text {
             match outcome {
                 Ok(crate::get::Outcome::Fetched { from }) => {
@@ -202,9 +199,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
             shard,
             s3_endpoint,
+            ipfs_gateway,
         } => {
             let client = client::Client::new(&cli.api)?;
-            get(&client, cli.output, &job, &out, shard, s3_endpoint).await
+            let fetcher = crate::get::Fetcher {
+                s3: shoal_publishers::s3::Settings {
+                    force_path_style: s3_endpoint.is_some(),
+                    endpoint_url: s3_endpoint,
+                    ..Default::default()
+                },
+                ipfs_gateway,
+            };
+            get(&client, cli.output, &job, &out, shard, &fetcher).await
         }
         Command::Cid(args) => cli_content::run_cid(args).await.map(|()| ExitCode::SUCCESS),
         Command::Car(args) => cli_content::run_car(args).await.map(|()| ExitCode::SUCCESS),

@@ -82,6 +82,8 @@ pub(crate) struct JobEntry {
 pub(crate) struct Inner {
     pub net: NetHandle,
     pub store: Store,
+    /// Where directory blocks of IPFS inputs land while being listed.
+    pub blocks: Arc<shoal_publishers::ipfs::BlockStore>,
     pub config: OrchestratorConfig,
     pub jobs: Mutex<HashMap<String, JobEntry>>,
     pub routes: Mutex<HashMap<(String, u32), mpsc::UnboundedSender<Update>>>,
@@ -96,12 +98,18 @@ pub struct Orchestrator {
 
 impl Orchestrator {
     /// An orchestrator over `net` and `store`; call [`Orchestrator::resume`].
-    pub fn new(net: NetHandle, store: Store, config: OrchestratorConfig) -> Self {
+    pub fn new(
+        net: NetHandle,
+        store: Store,
+        blocks: Arc<shoal_publishers::ipfs::BlockStore>,
+        config: OrchestratorConfig,
+    ) -> Self {
         let rounds = Semaphore::new(config.max_concurrent_rounds.max(1));
         Orchestrator {
             inner: Arc::new(Inner {
                 net,
                 store,
+                blocks,
                 config,
                 jobs: Mutex::new(HashMap::new()),
                 routes: Mutex::new(HashMap::new()),
@@ -141,6 +149,9 @@ impl Orchestrator {
         let batch = spec.sharding.batch_size;
         let listed = match &source {
             InputSource::S3(s3) => Some(sharding::list_s3(s3).await?),
+            InputSource::Ipfs(ipfs) => {
+                Some(sharding::list_ipfs(&self.inner.net, &self.inner.blocks, ipfs).await?)
+            }
             _ => None,
         };
         let shards = tokio::task::spawn_blocking(move || {

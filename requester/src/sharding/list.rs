@@ -55,6 +55,9 @@ pub fn list_inputs(source: &InputSource) -> Result<Vec<InputFile>, ShardingError
         InputSource::S3(_) => Err(ShardingError::S3(
             "S3 prefixes are listed with sharding::list_s3 (async)".into(),
         )),
+        InputSource::Ipfs(_) => Err(ShardingError::Ipfs(
+            "IPFS directories are listed with sharding::list_ipfs (async)".into(),
+        )),
     }
 }
 

@@ -7,6 +7,7 @@
 //! over the same data yields the same keys, lands on the same nodes and hits
 //! their input caches.
 
+mod ipfs;
 mod list;
 mod s3;
 
@@ -14,6 +15,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use sha2::{Digest, Sha256};
 use shoal_node::protocol::job::InputItem;
 
+pub use ipfs::list_ipfs;
 pub use list::{InputFile, list_inputs};
 pub use s3::list_s3;
 
@@ -56,6 +58,9 @@ pub enum ShardingError {
     /// Listing an S3 prefix failed, or a key cannot be an input name.
     #[error("inputs.s3: {0}")]
     S3(String),
+    /// Listing an IPFS directory failed.
+    #[error("inputs.ipfs: {0}")]
+    Ipfs(String),
     /// The glob does not parse.
     #[error("sharding.glob `{glob}` is not a valid glob: {message}")]
     InvalidGlob { glob: String, message: String },

@@ -68,6 +68,20 @@ pub enum InputSource {
     /// Every object under an S3 prefix. The requester lists them with its own
     /// credentials; each node reads its shard's objects with its own.
     S3(S3Input),
+    /// Every file of a UnixFS directory, fetched by the nodes over Bitswap.
+    Ipfs(IpfsInput),
+}
+
+/// `inputs: {ipfs: {cid, providers?}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpfsInput {
+    /// CID of a UnixFS directory.
+    pub cid: String,
+    /// Multiaddrs ending in `/p2p/<peer id>` of nodes that have it; when
+    /// empty, providers are looked up in the DHT.
+    #[serde(default)]
+    pub providers: Vec<String>,
 }
 
 /// `inputs: {s3: {bucket, prefix, region?, endpoint_url?}}`.
@@ -96,6 +110,7 @@ impl InputSource {
             InputSource::Urls(_) => "urls",
             InputSource::Inline(_) => "inline",
             InputSource::S3(_) => "s3",
+            InputSource::Ipfs(_) => "ipfs",
         }
     }
 }

@@ -185,7 +185,26 @@ fn check_inputs(inputs: &InputSource) -> Check {
             Ok(())
         }
         InputSource::S3(s3) => check_s3_input(s3),
+        InputSource::Ipfs(ipfs) => check_ipfs_input(ipfs),
     }
+}
+
+fn check_ipfs_input(ipfs: &super::IpfsInput) -> Check {
+    if let Err(e) = ipfs.cid.parse::<shoal_publishers::content::Cid>() {
+        return fail(
+            "inputs.ipfs.cid",
+            format!("`{}` is not a CID: {e}", ipfs.cid),
+        );
+    }
+    for (i, p) in ipfs.providers.iter().enumerate() {
+        let field = format!("inputs.ipfs.providers[{i}]");
+        match p.parse::<shoal_node::libp2p::Multiaddr>() {
+            Ok(addr) if shoal_node::ipfs::peer_of(&addr).is_some() => {}
+            Ok(_) => return fail(field, format!("`{p}` must end in /p2p/<peer id>")),
+            Err(e) => return fail(field, format!("`{p}` is not a multiaddr: {e}")),
+        }
+    }
+    Ok(())
 }
 
 fn check_s3_input(s3: &super::S3Input) -> Check {
