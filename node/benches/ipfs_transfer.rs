@@ -6,6 +6,9 @@
 //! Run with `cargo bench -p shoal-node --bench ipfs_transfer`;
 //! `SHOAL_BENCH_MB` sets the output size (default 1024).
 
+// FetchError names CIDs (80 bytes each), as the content module's errors do.
+#![allow(clippy::result_large_err)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
