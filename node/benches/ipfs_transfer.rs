@@ -4,7 +4,8 @@
 //! the same run. Prints markdown.
 //!
 //! Run with `cargo bench -p shoal-node --bench ipfs_transfer`;
-//! `SHOAL_BENCH_MB` sets the output size (default 1024).
+//! `SHOAL_BENCH_MB` sets the output size (default 1024), `SHOAL_BENCH_WINDOW`
+//! the Bitswap requests in flight (default: `FetchOptions::default()`).
 
 // FetchError names CIDs (80 bytes each), as the content module's errors do.
 #![allow(clippy::result_large_err)]
@@ -130,8 +131,15 @@ async fn main() {
         .map(|p| p.parse().expect("multiaddr"))
         .collect();
 
+    let mut options = FetchOptions::default();
+    if let Some(window) = std::env::var("SHOAL_BENCH_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        options.window = window;
+    }
     let start = Instant::now();
-    let (report, lease) = fetch_dag(&b.net, &b.blocks, cid, &hints, &FetchOptions::default())
+    let (report, lease) = fetch_dag(&b.net, &b.blocks, cid, &hints, &options)
         .await
         .expect("fetch");
     let fetch_took = start.elapsed();
@@ -149,7 +157,10 @@ async fn main() {
     let tcp_took = tcp_copy(&file, &tmp.path().join("tcp-copy.bin")).await;
 
     println!("## IPFS transfer: {mib} MiB, two nodes on loopback\n");
-    println!("root {cid}, {} blocks\n", report.blocks);
+    println!(
+        "root {cid}, {} blocks, {} block requests in flight\n",
+        report.blocks, options.window
+    );
     println!("| step | seconds | MiB/s |");
     println!("|---|---:|---:|");
     let row = |name: &str, took: Duration| {
