@@ -112,7 +112,7 @@ pub async fn fetch_dag(
     hints: &[Multiaddr],
     options: &FetchOptions,
 ) -> Result<(FetchReport, Lease), FetchError> {
-    let mut lease = store.lease();
+    let lease = store.lease();
     lease.protect([root]);
     let providers = connect_providers(net, store, root, hints, options).await?;
     let peers = providers
@@ -165,15 +165,12 @@ pub async fn fetch_dag(
         report.blocks += 1;
         report.bytes += data.len() as u64;
         // Bitswap stores what it receives too, but in the background; make
-        // sure the block is there before anyone exports the DAG.
-        let mut held = std::mem::replace(&mut lease, store.lease());
-        held = tokio::task::spawn_blocking(move || {
-            held.put_many(&[(cid, data)], Durability::None)
-                .map(|_| held)
-        })
-        .await
-        .map_err(|e| FetchError::Store(StoreError::Db(format!("store task failed: {e}"))))??;
-        lease = held;
+        // sure the block is there before anyone exports the DAG. The lease
+        // already protects it (its parent's links were protected above).
+        let store = Arc::clone(store);
+        tokio::task::spawn_blocking(move || store.put_many(&[(cid, data)], Durability::None))
+            .await
+            .map_err(|e| StoreError::Db(format!("store task failed: {e}")))??;
     }
     debug!(%root, blocks = report.blocks, bytes = report.bytes, "DAG fetched");
     Ok((report, lease))

@@ -263,3 +263,65 @@ async fn a_forged_block_is_rejected_and_an_honest_provider_is_used() {
         node.shutdown().await;
     }
 }
+
+#[test]
+fn shoal_node_gc_removes_unpinned_blocks_of_a_stopped_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    daemon::init(&home, false).unwrap();
+    let (dir, cid) = output_dir(tmp.path());
+    let loose = block_cid(cid::Version::V1, RAW, b"left over from a fetch");
+    {
+        let config = shoal_node::config::Config::load(&home.join("config.toml")).unwrap();
+        let store = Arc::new(daemon::open_block_store(&config, &home).unwrap());
+        store.import_path(&dir, &cid, None).unwrap();
+        store.put(&loose, b"left over from a fetch").unwrap();
+        // While the store is open (as in a running node), gc says so.
+        let err = daemon::gc(&home).unwrap_err().to_string();
+        assert!(err.contains("in use"), "{err}");
+    }
+    let report = daemon::gc(&home).unwrap();
+    assert_eq!(report.blocks_removed, 1);
+    assert_eq!(report.bytes_freed, 22);
+    assert!(report.blocks_kept > 5);
+}
+
+/// Regression: the Bitswap server used to keep every served want, hit its
+/// 1024-entry cap per peer, and ignore further wants for up to 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dag_of_more_than_1024_blocks_is_fetched_without_stalling() {
+    let tmp = tempfile::tempdir().unwrap();
+    let publisher = start_node(&tmp.path().join("a"), Vec::new()).await;
+    let fetcher = start_node(&tmp.path().join("b"), Vec::new()).await;
+    let dir = tmp.path().join("many");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..1500 {
+        std::fs::write(dir.join(format!("f{i:04}")), format!("file number {i}\n")).unwrap();
+    }
+    let cid = import_path(&dir, Profile::V1RawLeaves).unwrap();
+    let location = publish(&publisher, &dir, &cid).await;
+    let hints: Vec<Multiaddr> = location
+        .providers
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let options = FetchOptions {
+        block_timeout: Duration::from_secs(10),
+        ..FetchOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let dest = tmp.path().join("fetched");
+    let (report, summary) =
+        fetch_to_dir(&fetcher.net, &fetcher.blocks, cid, &hints, &dest, &options)
+            .await
+            .unwrap();
+    assert_eq!(report.blocks, 1501);
+    assert_eq!(summary.files, 1500);
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "took {:?}",
+        started.elapsed()
+    );
+    publisher.shutdown().await;
+    fetcher.shutdown().await;
+}
