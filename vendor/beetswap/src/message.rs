@@ -45,7 +45,9 @@ impl Decoder for Codec {
 
         let varint_len = src.len() - rest.len();
 
-        if varint_len > MAX_MESSAGE_SIZE {
+        // shoal patch: check the announced message length (upstream checked
+        // the length of the varint itself, so nothing bounded the buffer).
+        if len > MAX_MESSAGE_SIZE {
             return Err(io::Error::other("Message too large"));
         }
 
