@@ -115,11 +115,15 @@ pub async fn fetch_dag(
     let lease = store.lease();
     lease.protect([root]);
     let providers = connect_providers(net, store, root, hints, options).await?;
-    let peers = providers
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let peers = if providers.is_empty() {
+        "any connected peer (no provider reached; the DAG looked local)".to_owned()
+    } else {
+        providers
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     info!(%root, providers = %peers, "fetching DAG over bitswap");
 
     let mut report = FetchReport {
@@ -174,6 +178,32 @@ pub async fn fetch_dag(
     }
     debug!(%root, blocks = report.blocks, bytes = report.bytes, "DAG fetched");
     Ok((report, lease))
+}
+
+/// Fetches one block: connects to the hinted providers (or those the DHT
+/// names), asks over Bitswap and checks the bytes against `cid`. The block
+/// is also kept in `store` (unpinned).
+pub async fn fetch_block(
+    net: &NetHandle,
+    store: &Arc<BlockStore>,
+    cid: Cid,
+    hints: &[Multiaddr],
+    options: &FetchOptions,
+) -> Result<Vec<u8>, FetchError> {
+    let providers = connect_providers(net, store, cid, hints, options).await?;
+    match tokio::time::timeout(options.block_timeout, net.fetch_block(cid)).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(FetchError::BlockUnavailable {
+            cid,
+            root: cid,
+            peers: providers
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            waited: options.block_timeout,
+        }),
+    }
 }
 
 /// Connects to the hinted providers, or to those the DHT names.

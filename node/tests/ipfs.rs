@@ -325,3 +325,25 @@ async fn a_dag_of_more_than_1024_blocks_is_fetched_without_stalling() {
     publisher.shutdown().await;
     fetcher.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_block_is_fetched_by_cid_with_a_provider_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let publisher = start_node(&tmp.path().join("a"), Vec::new()).await;
+    let fetcher = start_node(&tmp.path().join("b"), Vec::new()).await;
+    let (dir, cid) = output_dir(tmp.path());
+    publish(&publisher, &dir, &cid).await;
+    let log = block_cid(cid::Version::V1, RAW, b"shard 0 done\n");
+    let block = shoal_node::ipfs::fetch_block(
+        &fetcher.net,
+        &fetcher.blocks,
+        log,
+        &addrs(&publisher),
+        &FetchOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(block, b"shard 0 done\n");
+    publisher.shutdown().await;
+    fetcher.shutdown().await;
+}

@@ -70,7 +70,7 @@ fn output(root: &Path) -> (PathBuf, Cid, Vec<(String, Vec<u8>)>) {
     let files = vec![
         (
             "data.bin".to_owned(),
-            (0..1_200_000u32)
+            (0..12_000_000u32)
                 .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
                 .collect::<Vec<u8>>(),
         ),

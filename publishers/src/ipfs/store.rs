@@ -522,8 +522,8 @@ impl BlockStore {
         expires: Option<SystemTime>,
     ) -> Result<ImportReport, StoreError> {
         let mut lease = self.lease();
-        // Pin first: once the root lands, the pin protects the DAG; until
-        // then the lease does.
+        // Blocks arrive children first; the lease keeps them from gc until
+        // the root is stored and pinned below.
         let imported =
             import_path_to_sink(path, Profile::V1RawLeaves, &mut lease).map_err(|e| match e {
                 ImportError::Sink(io) => unwrap_store_error(io),
