@@ -31,6 +31,9 @@ enum Command {
         /// its endpoint and credentials.
         #[arg(long)]
         s3: bool,
+        /// Enable every node's IPFS publisher (Bitswap + gateway).
+        #[arg(long)]
+        ipfs: bool,
     },
     /// Start a network, run a sharded word-count job, print where every
     /// shard was published, verify every output, and shut down.
@@ -99,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             timeout,
             s3,
+            ipfs,
         } => {
             let exe = std::env::current_exe().context("cannot find this binary")?;
             let mut options = Options::new(exe);
@@ -109,6 +113,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
+            if ipfs {
+                let s3_configure = std::mem::replace(&mut options.configure, Box::new(|_, _| {}));
+                options.configure = Box::new(move |i, config| {
+                    s3_configure(i, config);
+                    config.publishers.ipfs.enabled = true;
+                });
+            }
             let mut net = Testnet::start(nodes, options).await?;
             let api = net.start_requester(&[]).await?;
             if let Some(server) = &server {
