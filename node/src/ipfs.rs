@@ -142,12 +142,7 @@ pub async fn fetch_dag(
             }
             let net = net.clone();
             let timeout = options.block_timeout;
-            in_flight.push(async move {
-                (
-                    cid,
-                    tokio::time::timeout(timeout, net.fetch_block(cid)).await,
-                )
-            });
+            in_flight.push(async move { (cid, want_block(&net, cid, timeout).await) });
         }
         let Some((cid, result)) = in_flight.next().await else {
             break;
@@ -180,6 +175,28 @@ pub async fn fetch_dag(
     Ok((report, lease))
 }
 
+/// Asks for one block over Bitswap for at most `budget`. The want is
+/// re-issued with growing patience (0.5 s, 1 s, 2 s, ...), so a provider
+/// whose Bitswap stream opened after the first want went out is asked too;
+/// Bitswap itself would only re-send its wantlist every 30 s.
+async fn want_block(
+    net: &NetHandle,
+    cid: Cid,
+    budget: Duration,
+) -> Result<Result<Vec<u8>, NetError>, tokio::time::error::Elapsed> {
+    let deadline = tokio::time::Instant::now() + budget;
+    let mut patience = Duration::from_millis(500);
+    loop {
+        let now = tokio::time::Instant::now();
+        let attempt = patience.min(deadline.saturating_duration_since(now));
+        match tokio::time::timeout(attempt, net.fetch_block(cid)).await {
+            Ok(result) => return Ok(result),
+            Err(elapsed) if tokio::time::Instant::now() >= deadline => return Err(elapsed),
+            Err(_) => patience = (patience * 2).min(Duration::from_secs(8)),
+        }
+    }
+}
+
 /// Fetches one block: connects to the hinted providers (or those the DHT
 /// names), asks over Bitswap and checks the bytes against `cid`. The block
 /// is also kept in `store` (unpinned).
@@ -191,7 +208,7 @@ pub async fn fetch_block(
     options: &FetchOptions,
 ) -> Result<Vec<u8>, FetchError> {
     let providers = connect_providers(net, store, cid, hints, options).await?;
-    match tokio::time::timeout(options.block_timeout, net.fetch_block(cid)).await {
+    match want_block(net, cid, options.block_timeout).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(FetchError::BlockUnavailable {
             cid,
@@ -603,7 +620,7 @@ async fn fetch_one(
     if let Some(data) = local {
         return Ok(data);
     }
-    match tokio::time::timeout(options.block_timeout, net.fetch_block(cid)).await {
+    match want_block(net, cid, options.block_timeout).await {
         Ok(result) => Ok(result.map_err(FetchError::Net)?),
         Err(_) => Err(ListError::Fetch(FetchError::BlockUnavailable {
             cid,
