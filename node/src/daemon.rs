@@ -122,6 +122,7 @@ pub async fn start(home: &Path, overrides: Overrides) -> anyhow::Result<RunningN
         executors: info.executors.clone(),
         allow_requesters: compute::allow_list(&config.compute.allow_requesters),
         max_queue: config.compute.max_queue,
+        s3_read: s3_access.as_ref().map(|a| a.read.clone()),
     };
     let net = net::start_with_store(
         keypair,

@@ -587,3 +587,50 @@ async fn a_job_over_an_s3_prefix_processes_every_object_once_and_never_leaks_the
     net.stop().await.unwrap();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_decline_s3_inputs_outside_their_read_list() {
+    let server = moto(&[]).await;
+    let direct = local_s3::client(&server.endpoint).await;
+    local_s3::create_bucket(&direct, BUCKET).await.unwrap();
+    direct
+        .put_object()
+        .bucket(BUCKET)
+        .key("private/a.txt")
+        .body(b"secret stuff".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let mut options = options(&server.endpoint, BUCKET);
+    let endpoint = server.endpoint.clone();
+    options.configure = Box::new(move |_, config| {
+        local_s3::configure_node(config, &endpoint, BUCKET);
+        config.publishers.s3.read = vec![format!("{BUCKET}/public/")];
+    });
+    let mut net = Testnet::start(2, options).await.unwrap();
+    let api = net.start_requester(&[]).await.unwrap();
+    let http = reqwest::Client::new();
+    let inputs = format!(
+        "{{s3: {{bucket: {BUCKET}, prefix: private/, endpoint_url: \"{}\"}}}}",
+        server.endpoint
+    );
+    let spec = job_spec(
+        "read-denied",
+        r#"cp "$SHOAL_INPUTS"/* "$SHOAL_OUTPUT/""#,
+        &inputs,
+        &format!("{{s3: {{bucket: {BUCKET}, prefix: \"out/{{shard}}\"}}}}"),
+    );
+    let job = post_job(&http, &api, spec).await.unwrap();
+    let view = wait_for_job(&http, &api, &job.id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(view.state, JobState::Failed, "{view:?}");
+    assert_eq!(view.shards[0].attempts, 0, "no node should have taken it");
+    let reasons = view.shards[0].reasons.join("\n");
+    assert!(
+        reasons.contains("publishers.s3.read") && reasons.contains("private/a.txt"),
+        "the decline should name the object and the setting: {reasons}"
+    );
+    net.stop().await.unwrap();
+    server.stop().await;
+}

@@ -157,6 +157,7 @@ impl Compute {
             executor: task.executor.kind().to_owned(),
             resources: task.resources.clone(),
             publish: task.publish.clone(),
+            s3_reads: crate::protocol::job::s3_reads(&task.inputs),
         };
         if let Err(decline) = policy::evaluate(
             &self.inner.config.offer,

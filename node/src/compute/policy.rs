@@ -15,6 +15,8 @@ pub struct Offer {
     /// Requester peer ids allowed; empty means any.
     pub allow_requesters: HashSet<String>,
     pub max_queue: u32,
+    /// `publishers.s3.read`; `None` when the S3 driver is off.
+    pub s3_read: Option<shoal_publishers::s3::AllowList>,
 }
 
 /// How busy the node is right now.
@@ -51,6 +53,19 @@ pub fn evaluate(
         )));
     }
     publishers.check_all(&request.publish).map_err(never)?;
+    for read in &request.s3_reads {
+        match &offer.s3_read {
+            None => {
+                return Err(never(format!(
+                    "reads s3://{}/{} but S3 is not enabled on this node ([publishers.s3])",
+                    read.bucket, read.prefix
+                )));
+            }
+            Some(list) => list
+                .check("publishers.s3.read", &read.bucket, &read.prefix)
+                .map_err(never)?,
+        }
+    }
     let r = &request.resources;
     let c = &offer.capacity;
     if r.cpu > c.cpu {
@@ -92,6 +107,7 @@ mod tests {
             },
             executors: vec!["shell".into()],
             allow_requesters: HashSet::new(),
+            s3_read: None,
             max_queue: 4,
         }
     }
@@ -111,7 +127,31 @@ mod tests {
                 timeout_secs: 60,
             },
             publish: vec![],
+            s3_reads: vec![],
         }
+    }
+
+    #[test]
+    fn declines_s3_inputs_it_may_not_read_naming_the_setting() {
+        let mut r = request(1.0);
+        r.s3_reads = vec![crate::protocol::job::S3Read {
+            bucket: "private".into(),
+            prefix: "hr/".into(),
+        }];
+        let d = evaluate(&offer(), &Publishers::default(), "r", &r, IDLE).unwrap_err();
+        assert!(
+            !d.transient && d.reason.contains("[publishers.s3]"),
+            "{d:?}"
+        );
+        let mut o = offer();
+        o.s3_read = Some(shoal_publishers::s3::AllowList::parse(&["public/data/".into()]).unwrap());
+        let d = evaluate(&o, &Publishers::default(), "r", &r, IDLE).unwrap_err();
+        assert!(d.reason.contains("publishers.s3.read"), "{d:?}");
+        r.s3_reads[0] = crate::protocol::job::S3Read {
+            bucket: "public".into(),
+            prefix: "data/x/".into(),
+        };
+        assert!(evaluate(&o, &Publishers::default(), "r", &r, IDLE).is_ok());
     }
 
     const IDLE: Load = Load {

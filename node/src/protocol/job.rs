@@ -155,6 +155,31 @@ pub struct BidRequest {
     pub executor: String,
     pub resources: Resources,
     pub publish: Vec<Target>,
+    /// S3 locations the shard's inputs are read from, so a node that may
+    /// not read them declines instead of failing the shard later.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub s3_reads: Vec<S3Read>,
+}
+
+/// A bucket and key prefix a shard reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Read {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// The S3 reads of a shard's inputs, one per distinct object.
+pub fn s3_reads(inputs: &[InputItem]) -> Vec<S3Read> {
+    inputs
+        .iter()
+        .filter_map(|i| match i {
+            InputItem::S3 { bucket, key, .. } => Some(S3Read {
+                bucket: bucket.clone(),
+                prefix: key.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Why a node will not take a shard.

@@ -154,6 +154,7 @@ pub(crate) async fn bid_and_award(
             executor: spec.executor.kind().to_owned(),
             resources: spec.resources(),
             publish: spec.publish.clone(),
+            s3_reads: shoal_node::protocol::job::s3_reads(&record.inputs),
         };
         record.bid_requests_sent += batch.len() as u32;
         record
