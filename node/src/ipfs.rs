@@ -31,7 +31,7 @@ use shoal_publishers::content::{
 };
 use shoal_publishers::ipfs::store::{self, Lease};
 use shoal_publishers::ipfs::{BlockStore, IpfsNode, StoreError};
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::net::{NetError, NetHandle};
 
@@ -124,7 +124,7 @@ pub async fn fetch_dag(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    info!(%root, providers = %peers, "fetching DAG over bitswap");
+    debug!(%root, providers = %peers, "fetching DAG over bitswap");
 
     let mut report = FetchReport {
         providers,
