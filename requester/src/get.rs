@@ -25,6 +25,10 @@ pub struct Fetcher {
     /// Fetch `ipfs://` locations through this trustless gateway (every block
     /// still verified) instead of over Bitswap from the recorded providers.
     pub ipfs_gateway: Option<String>,
+    /// Peers (multiaddrs with `/p2p/`) the Bitswap peer joins the DHT
+    /// through, to find providers the location does not name (the CLI uses
+    /// the requester's own addresses).
+    pub bootstrap: Vec<String>,
 }
 
 /// Clients made on first use and kept for the next shards.
@@ -43,7 +47,7 @@ struct IpfsPeer {
 }
 
 impl IpfsPeer {
-    async fn start() -> Result<IpfsPeer, String> {
+    async fn start(bootstrap: &[String]) -> Result<IpfsPeer, String> {
         use shoal_node::protocol::membership::{Capacity, NodeInfo};
         let dir = tempfile::tempdir().map_err(|e| format!("scratch directory: {e}"))?;
         let store = std::sync::Arc::new(
@@ -74,7 +78,7 @@ impl IpfsPeer {
             shoal_node::libp2p::identity::Keypair::generate_ed25519(),
             shoal_node::net::NetConfig {
                 listen: Vec::new(),
-                bootstrap: Vec::new(),
+                bootstrap: bootstrap.iter().filter_map(|a| a.parse().ok()).collect(),
                 mdns: false,
                 announce_interval: std::time::Duration::from_secs(3600),
                 ttl: std::time::Duration::from_secs(3 * 3600),
@@ -219,7 +223,7 @@ impl Fetcher {
                     .map_err(|e| format!("via gateway {gateway}: {e}"));
                 }
                 if clients.ipfs.is_none() {
-                    clients.ipfs = Some(IpfsPeer::start().await?);
+                    clients.ipfs = Some(IpfsPeer::start(&self.bootstrap).await?);
                 }
                 let peer = clients.ipfs.as_ref().ok_or("no libp2p peer")?;
                 let hints = location

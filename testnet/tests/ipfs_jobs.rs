@@ -141,6 +141,40 @@ async fn a_sharded_job_over_an_ipfs_directory_publishes_to_ipfs_and_shoal_get_ve
     assert_eq!(want.len(), 12);
     assert_eq!(read_all(out.path()), want);
 
+    // Without provider hints, the fetcher finds providers in the DHT it
+    // joins through the requester (as `shoal get` does).
+    let mut unhinted = m.clone();
+    for shard in &mut unhinted.shards {
+        for l in &mut shard.locations {
+            l.providers.clear();
+        }
+    }
+    let status: serde_json::Value = reqwest::get(format!("{api}/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let requester = status["peer_id"].as_str().unwrap().to_string();
+    let fetcher = shoal_requester::get::Fetcher {
+        bootstrap: status["listen_addrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("{}/p2p/{requester}", a.as_str().unwrap()))
+            .collect(),
+        ..Default::default()
+    };
+    let via_dht = tempfile::tempdir().unwrap();
+    let results =
+        shoal_requester::get::get_job(&fetcher, &unhinted, via_dht.path(), None, |_, _| {})
+            .await
+            .unwrap();
+    for (shard, outcome) in results {
+        outcome.unwrap_or_else(|e| panic!("shard {shard} via the DHT: {e}"));
+    }
+    assert_eq!(read_all(via_dht.path()), want);
+
     // `--shard` fetches one shard only, here through the trustless gateway
     // of the node that published it.
     let shard = &m.shards[1];

@@ -101,6 +101,26 @@ pub enum Command {
     Verify(cli_content::VerifyArgs),
 }
 
+/// The requester's libp2p addresses (`.../p2p/<id>`), from its `/status`;
+/// empty when it does not say.
+async fn requester_addrs(client: &client::Client) -> Vec<String> {
+    let Ok(status) = client.get::<serde_json::Value>("/status").await else {
+        return Vec::new();
+    };
+    let peer = status["peer_id"].as_str().unwrap_or_default();
+    status["listen_addrs"]
+        .as_array()
+        .map(|addrs| {
+            addrs
+                .iter()
+                .filter_map(|a| a.as_str())
+                .filter(|_| !peer.is_empty())
+                .map(|a| format!("{a}/p2p/{peer}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 async fn get(
     client: &client::Client,
     format: Format,
@@ -209,6 +229,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..Default::default()
                 },
                 ipfs_gateway,
+                bootstrap: requester_addrs(&client).await,
             };
             get(&client, cli.output, &job, &out, shard, &fetcher).await
         }
