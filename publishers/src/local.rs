@@ -92,11 +92,7 @@ impl Publisher for LocalPublisher {
 }
 
 fn failed(message: String, retryable: bool) -> PublishError {
-    PublishError::Failed {
-        driver: DRIVER,
-        message,
-        retryable,
-    }
+    PublishError::failed(DRIVER, message, retryable)
 }
 
 fn publish_blocking(src: &Path, dest: &Path, cid: &cid::Cid) -> Result<(), PublishError> {

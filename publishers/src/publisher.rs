@@ -45,6 +45,15 @@ pub enum PublishError {
 }
 
 impl PublishError {
+    /// A driver's failure.
+    pub fn failed(driver: &'static str, message: impl Into<String>, retryable: bool) -> Self {
+        PublishError::Failed {
+            driver,
+            message: message.into(),
+            retryable,
+        }
+    }
+
     /// Whether a retry may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

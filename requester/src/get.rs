@@ -48,7 +48,6 @@ struct IpfsPeer {
 
 impl IpfsPeer {
     async fn start(bootstrap: &[String]) -> Result<IpfsPeer, String> {
-        use shoal_node::protocol::membership::{Capacity, NodeInfo};
         let dir = tempfile::tempdir().map_err(|e| format!("scratch directory: {e}"))?;
         let store = std::sync::Arc::new(
             shoal_publishers::ipfs::BlockStore::open(
@@ -57,23 +56,6 @@ impl IpfsPeer {
             )
             .map_err(|e| format!("scratch block store: {e}"))?,
         );
-        let info = NodeInfo {
-            peer_id: String::new(),
-            roles: Vec::new(),
-            listen_addrs: Vec::new(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            capacity: Capacity {
-                cpu: 0.0,
-                memory: 0,
-                disk: 0,
-                slots: 0,
-            },
-            free_slots: 0,
-            executors: Vec::new(),
-            publishers: Vec::new(),
-            labels: Default::default(),
-            seq: 0,
-        };
         let net = shoal_node::net::start_with_store(
             shoal_node::libp2p::identity::Keypair::generate_ed25519(),
             shoal_node::net::NetConfig {
@@ -82,7 +64,7 @@ impl IpfsPeer {
                 mdns: false,
                 announce_interval: std::time::Duration::from_secs(3600),
                 ttl: std::time::Duration::from_secs(3 * 3600),
-                info,
+                info: shoal_node::protocol::membership::NodeInfo::without_compute(Vec::new()),
             },
             None,
             Some(store.clone()),
@@ -144,7 +126,8 @@ impl Fetcher {
             let _ = tokio::fs::remove_dir_all(&partial).await;
             let fetched = self.fetch(location, &cid, &partial, clients).await;
             let verified = match fetched {
-                Ok(()) => verify(&partial, &cid).await,
+                Ok(Fetched::Unchecked) => verify(&partial, &cid).await,
+                Ok(Fetched::Verified) => Ok(()),
                 Err(e) => Err(e),
             };
             match verified {
@@ -174,8 +157,7 @@ impl Fetcher {
         cid: &Cid,
         dest: &Path,
         clients: &mut Clients,
-    ) -> Result<(), String> {
-        let s3_client = &mut clients.s3;
+    ) -> Result<Fetched, String> {
         match location.driver.as_str() {
             "local" => {
                 let path = location
@@ -187,21 +169,23 @@ impl Fetcher {
                 tokio::task::spawn_blocking(move || copy_tree(&src, &dest))
                     .await
                     .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("copying: {e}"))
+                    .map_err(|e| format!("copying: {e}"))?;
+                Ok(Fetched::Unchecked)
             }
             "s3" => {
                 let (bucket, prefix) =
                     s3::parse_url(&location.url).ok_or("not an s3://bucket/prefix URL")?;
-                if s3_client.is_none() {
+                if clients.s3.is_none() {
                     let (client, credentials) = s3::connect(&self.s3).await;
                     credentials?;
-                    *s3_client = Some(client);
+                    clients.s3 = Some(client);
                 }
-                let client = s3_client.as_ref().ok_or("no S3 client")?;
+                let client = clients.s3.as_ref().ok_or("no S3 client")?;
+                // Sizes and SHA-256 per file are checked; the CID is not yet.
                 s3::fetch_shard(client, bucket, prefix, dest)
                     .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                Ok(Fetched::Unchecked)
             }
             "ipfs" => {
                 let root: Cid = location
@@ -219,7 +203,7 @@ impl Fetcher {
                         &http, gateway, &root, dest,
                     )
                     .await
-                    .map(|_| ())
+                    .map(|_| Fetched::Verified)
                     .map_err(|e| format!("via gateway {gateway}: {e}"));
                 }
                 if clients.ipfs.is_none() {
@@ -237,12 +221,19 @@ impl Fetcher {
                 };
                 shoal_node::ipfs::fetch_to_dir(&peer.net, &peer.store, root, &hints, dest, &options)
                     .await
-                    .map(|_| ())
+                    .map(|_| Fetched::Verified)
                     .map_err(|e| format!("over Bitswap: {e}"))
             }
             other => Err(format!("cannot fetch from a {other} location")),
         }
     }
+}
+
+/// Whether a fetch already checked the result against the shard's CID
+/// (the IPFS paths export, then re-import and compare).
+enum Fetched {
+    Unchecked,
+    Verified,
 }
 
 async fn verify(path: &Path, cid: &Cid) -> Result<(), String> {

@@ -11,7 +11,7 @@ use shoal_node::daemon::{RUN_FILE, RunInfo};
 use shoal_node::identity::{self, IDENTITY_FILE};
 use shoal_node::libp2p::Multiaddr;
 use shoal_node::net::{self, NetConfig};
-use shoal_node::protocol::membership::{Capacity, NodeInfo, Role};
+use shoal_node::protocol::membership::{NodeInfo, Role};
 use shoal_publishers::ipfs::BlockStore;
 use tokio::sync::mpsc;
 
@@ -109,21 +109,5 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
 }
 
 fn requester_info() -> NodeInfo {
-    NodeInfo {
-        peer_id: String::new(),
-        roles: vec![Role::Requester],
-        listen_addrs: Vec::new(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        capacity: Capacity {
-            cpu: 0.0,
-            memory: 0,
-            disk: 0,
-            slots: 0,
-        },
-        free_slots: 0,
-        executors: Vec::new(),
-        publishers: Vec::new(),
-        labels: Default::default(),
-        seq: 0,
-    }
+    NodeInfo::without_compute(vec![Role::Requester])
 }

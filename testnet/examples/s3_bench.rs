@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use shoal_publishers::content::{self, Profile};
-use shoal_publishers::s3::{S3Publisher, S3PublisherConfig, Settings, StaticCredentials};
+use shoal_publishers::s3::{S3Publisher, S3PublisherConfig};
 use shoal_publishers::target::{S3Target, Target};
 use shoal_publishers::{Output, Publisher};
 use shoal_testnet::s3::{self as local_s3, MotoServer};
@@ -138,15 +138,7 @@ async fn run(mib: usize, files: usize) -> anyhow::Result<()> {
 
 async fn shoal_publish(endpoint: &str, bucket: &str, dir: &Path) -> anyhow::Result<Duration> {
     let publisher = S3Publisher::new(S3PublisherConfig {
-        settings: Settings {
-            endpoint_url: Some(endpoint.into()),
-            force_path_style: true,
-            region: Some(local_s3::REGION.into()),
-            credentials: Some(StaticCredentials {
-                access_key_id: local_s3::ACCESS_KEY_ID.into(),
-                secret_access_key: local_s3::SECRET_ACCESS_KEY.into(),
-            }),
-        },
+        settings: local_s3::settings(endpoint),
         allow: vec![bucket.into()],
         part_size: env_or("SHOAL_PART_MB", 8) << 20,
         concurrency: env_or("SHOAL_CONCURRENCY", 16),

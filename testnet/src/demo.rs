@@ -250,15 +250,7 @@ async fn fetch_and_verify(
     endpoint: &str,
 ) -> anyhow::Result<()> {
     let fetcher = shoal_requester::get::Fetcher {
-        s3: shoal_publishers::s3::Settings {
-            endpoint_url: Some(endpoint.to_string()),
-            force_path_style: true,
-            region: Some(crate::s3::REGION.into()),
-            credentials: Some(shoal_publishers::s3::StaticCredentials {
-                access_key_id: crate::s3::ACCESS_KEY_ID.into(),
-                secret_access_key: crate::s3::SECRET_ACCESS_KEY.into(),
-            }),
-        },
+        s3: crate::s3::settings(endpoint),
         ..Default::default()
     };
     fetch_with(net, manifest, &fetcher, "S3").await

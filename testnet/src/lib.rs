@@ -19,6 +19,30 @@ use shoal_node::daemon::{RUN_FILE, RunInfo};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
+/// `exe __shoal --api API`: the `shoal` CLI of the testnet binary `exe`,
+/// pointed at a requester; add the subcommand and run it.
+pub fn shoal_cli(exe: &Path, api: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(exe);
+    command.args([SHOAL_SUBCOMMAND, "--api", api]);
+    command
+}
+
+/// Every regular file under `dir`, recursively (nothing if it is missing).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
 /// Hidden subcommand that runs a node from this binary.
 pub const NODE_SUBCOMMAND: &str = "__node";
 /// Hidden subcommand that runs the `shoal` CLI (and requester) from this binary.

@@ -235,9 +235,9 @@ pub async fn client(endpoint: &str) -> shoal_publishers::s3::Client {
     client_with(endpoint, ACCESS_KEY_ID, SECRET_ACCESS_KEY).await
 }
 
-/// A client for `endpoint` with the given key pair.
-pub async fn client_with(endpoint: &str, key: &str, secret: &str) -> shoal_publishers::s3::Client {
-    let settings = shoal_publishers::s3::Settings {
+/// Client settings for `endpoint` with the given key pair.
+pub fn settings_with(endpoint: &str, key: &str, secret: &str) -> shoal_publishers::s3::Settings {
+    shoal_publishers::s3::Settings {
         endpoint_url: Some(endpoint.to_string()),
         force_path_style: true,
         region: Some(REGION.to_string()),
@@ -245,8 +245,19 @@ pub async fn client_with(endpoint: &str, key: &str, secret: &str) -> shoal_publi
             access_key_id: key.to_string(),
             secret_access_key: secret.to_string(),
         }),
-    };
-    shoal_publishers::s3::connect(&settings).await.0
+    }
+}
+
+/// Client settings for `endpoint` with the testnet's credentials.
+pub fn settings(endpoint: &str) -> shoal_publishers::s3::Settings {
+    settings_with(endpoint, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
+}
+
+/// A client for `endpoint` with the given key pair.
+pub async fn client_with(endpoint: &str, key: &str, secret: &str) -> shoal_publishers::s3::Client {
+    shoal_publishers::s3::connect(&settings_with(endpoint, key, secret))
+        .await
+        .0
 }
 
 /// Creates `bucket` (fine if it exists).

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shoal_requester::model::{JobState, Manifest};
 use shoal_testnet::demo::{post_job, wait_for_job};
-use shoal_testnet::{Options, Testnet};
+use shoal_testnet::{Options, Testnet, files_under, shoal_cli};
 
 fn options() -> Options {
     let mut options = Options::new(PathBuf::from(env!("CARGO_BIN_EXE_shoal-testnet")));
@@ -39,19 +39,6 @@ async fn manifest(api: &str, id: &str) -> Manifest {
         .json()
         .await
         .unwrap()
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -100,8 +87,8 @@ async fn a_sharded_job_over_an_ipfs_directory_publishes_to_ipfs_and_shoal_get_ve
     // `shoal get` (a separate process, its own libp2p peer) fetches every
     // shard over Bitswap and verifies it.
     let out = tempfile::tempdir().unwrap();
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_shoal-testnet"))
-        .args(["__shoal", "--api", &api, "get", &job2.id, "-o"])
+    let cli = shoal(&api)
+        .args(["get", &job2.id, "-o"])
         .arg(out.path())
         .output()
         .unwrap();
@@ -116,8 +103,8 @@ async fn a_sharded_job_over_an_ipfs_directory_publishes_to_ipfs_and_shoal_get_ve
     // Every input file was processed exactly once, byte for byte: compare
     // with job 1's directory, fetched the same way.
     let original = tempfile::tempdir().unwrap();
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_shoal-testnet"))
-        .args(["__shoal", "--api", &api, "get", &job1.id, "-o"])
+    let cli = shoal(&api)
+        .args(["get", &job1.id, "-o"])
         .arg(original.path())
         .output()
         .unwrap();
@@ -184,8 +171,8 @@ async fn a_sharded_job_over_an_ipfs_directory_publishes_to_ipfs_and_shoal_get_ve
         .find(|n| Some(n.run.peer_id.as_str()) == shard.node.as_deref())
         .expect("a testnet node published shard 1");
     let one = tempfile::tempdir().unwrap();
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_shoal-testnet"))
-        .args(["__shoal", "--api", &api, "get", &job2.id, "--shard", "1"])
+    let cli = shoal(&api)
+        .args(["get", &job2.id, "--shard", "1"])
         .args([
             "--ipfs-gateway",
             publisher.status_url().trim_end_matches("/status"),
@@ -223,8 +210,8 @@ async fn a_sharded_job_over_an_ipfs_directory_publishes_to_ipfs_and_shoal_get_ve
         .unwrap();
     net.nodes[index].wait().await.unwrap();
     let partial = tempfile::tempdir().unwrap();
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_shoal-testnet"))
-        .args(["__shoal", "--api", &api, "get", &job2.id, "-o"])
+    let cli = shoal(&api)
+        .args(["get", &job2.id, "-o"])
         .arg(partial.path())
         .output()
         .unwrap();
@@ -244,4 +231,9 @@ async fn a_sharded_job_over_an_ipfs_directory_publishes_to_ipfs_and_shoal_get_ve
         assert!(!partial.path().join(shard.to_string()).exists());
     }
     net.stop().await.unwrap();
+}
+
+/// The `shoal` CLI, pointed at `api`.
+fn shoal(api: &str) -> std::process::Command {
+    shoal_cli(Path::new(env!("CARGO_BIN_EXE_shoal-testnet")), api)
 }

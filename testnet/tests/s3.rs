@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use shoal_publishers::content::{self, Profile};
-use shoal_publishers::s3::{
-    self, MANIFEST, S3Publisher, S3PublisherConfig, Settings, ShardManifest, StaticCredentials,
-};
+use shoal_publishers::s3::{self, MANIFEST, S3Publisher, S3PublisherConfig, ShardManifest};
 use shoal_publishers::target::{S3Target, Target};
 use shoal_publishers::{Output, Publisher};
 use shoal_requester::model::{JobState, JobView, Manifest, ShardState};
 use shoal_testnet::demo::{post_job, wait_for_job};
 use shoal_testnet::s3::{self as local_s3, Gate, MotoServer};
-use shoal_testnet::{Options, Testnet};
+use shoal_testnet::{Options, Testnet, files_under, shoal_cli};
 
 const BUCKET: &str = "shoal-out";
 
@@ -27,21 +25,9 @@ async fn moto(env: &[(&str, &str)]) -> MotoServer {
     }
 }
 
-fn settings(endpoint: &str) -> Settings {
-    Settings {
-        endpoint_url: Some(endpoint.to_string()),
-        force_path_style: true,
-        region: Some(local_s3::REGION.into()),
-        credentials: Some(StaticCredentials {
-            access_key_id: local_s3::ACCESS_KEY_ID.into(),
-            secret_access_key: local_s3::SECRET_ACCESS_KEY.into(),
-        }),
-    }
-}
-
 async fn publisher(endpoint: &str, allow: &[&str]) -> S3Publisher {
     S3Publisher::new(S3PublisherConfig {
-        settings: settings(endpoint),
+        settings: local_s3::settings(endpoint),
         allow: allow.iter().map(|s| s.to_string()).collect(),
         part_size: 5 << 20,
         concurrency: 8,
@@ -353,7 +339,7 @@ async fn s3_outage_during_publishing_is_retried_and_nothing_is_published_early()
     let manifest = manifest(&api, &job.id).await;
     let dir = tempfile::tempdir().unwrap();
     let fetcher = shoal_requester::get::Fetcher {
-        s3: settings(&server.endpoint),
+        s3: local_s3::settings(&server.endpoint),
         ..Default::default()
     };
     let results = shoal_requester::get::get_job(&fetcher, &manifest, dir.path(), None, |_, _| {})
@@ -374,7 +360,6 @@ async fn wrong_credentials_fail_the_shard_and_a_disallowed_bucket_is_declined() 
         .await
         .unwrap();
     let api = net.start_requester(&[]).await.unwrap();
-    let http = reqwest::Client::new();
     let echo = r#"cat "$SHOAL_INPUTS"/* > "$SHOAL_OUTPUT/out.txt""#;
 
     let spec = job_spec(
@@ -383,10 +368,7 @@ async fn wrong_credentials_fail_the_shard_and_a_disallowed_bucket_is_declined() 
         &inline_inputs(1),
         &format!("{{s3: {{bucket: {BUCKET}, prefix: x}}}}"),
     );
-    let job = post_job(&http, &api, spec).await.unwrap();
-    let view = wait_for_job(&http, &api, &job.id, Duration::from_secs(120))
-        .await
-        .unwrap();
+    let view = run_to_end(&api, spec).await;
     assert_eq!(view.state, JobState::Failed, "{view:?}");
     let reasons = view.shards[0].reasons.join("\n");
     assert!(
@@ -401,42 +383,21 @@ async fn wrong_credentials_fail_the_shard_and_a_disallowed_bucket_is_declined() 
         &inline_inputs(1),
         "{s3: {bucket: private-data, prefix: x}}",
     );
-    let job = post_job(&http, &api, spec).await.unwrap();
-    let view = wait_for_job(&http, &api, &job.id, Duration::from_secs(120))
-        .await
-        .unwrap();
-    assert_eq!(view.state, JobState::Failed, "{view:?}");
-    assert_eq!(view.shards[0].attempts, 0, "no node should have taken it");
-    let reasons = view.shards[0].reasons.join("\n");
+    let view = run_to_end(&api, spec).await;
+    let reasons = declined_reasons(&view);
     assert!(
         reasons.contains("s3://private-data/x/") && reasons.contains("publishers.s3.allow"),
         "the decline should name the target and the setting: {reasons}"
     );
     // The same reason is in `shoal job describe` output.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shoal-testnet"))
-        .args(["__shoal", "--api", &api, "job", "describe", &job.id])
+    let out = shoal(&api)
+        .args(["job", "describe", &view.id])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("publishers.s3.allow"), "{text}");
     net.stop().await.unwrap();
     strict.stop().await;
-}
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_under(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -501,8 +462,8 @@ async fn a_job_over_an_s3_prefix_processes_every_object_once_and_never_leaks_the
 
     // `shoal get` the whole job: every shard verified; every object once.
     let out = tempfile::tempdir().unwrap();
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_shoal-testnet"))
-        .args(["__shoal", "--api", &api, "get", &job.id, "-o"])
+    let cli = shoal(&api)
+        .args(["get", &job.id, "-o"])
         .arg(out.path())
         .args(["--s3-endpoint", &server.endpoint])
         .envs(local_s3::env())
@@ -609,7 +570,6 @@ async fn nodes_decline_s3_inputs_outside_their_read_list() {
     });
     let mut net = Testnet::start(2, options).await.unwrap();
     let api = net.start_requester(&[]).await.unwrap();
-    let http = reqwest::Client::new();
     let inputs = format!(
         "{{s3: {{bucket: {BUCKET}, prefix: private/, endpoint_url: \"{}\"}}}}",
         server.endpoint
@@ -620,17 +580,34 @@ async fn nodes_decline_s3_inputs_outside_their_read_list() {
         &inputs,
         &format!("{{s3: {{bucket: {BUCKET}, prefix: \"out/{{shard}}\"}}}}"),
     );
-    let job = post_job(&http, &api, spec).await.unwrap();
-    let view = wait_for_job(&http, &api, &job.id, Duration::from_secs(120))
-        .await
-        .unwrap();
-    assert_eq!(view.state, JobState::Failed, "{view:?}");
-    assert_eq!(view.shards[0].attempts, 0, "no node should have taken it");
-    let reasons = view.shards[0].reasons.join("\n");
+    let view = run_to_end(&api, spec).await;
+    let reasons = declined_reasons(&view);
     assert!(
         reasons.contains("publishers.s3.read") && reasons.contains("private/a.txt"),
         "the decline should name the object and the setting: {reasons}"
     );
     net.stop().await.unwrap();
     server.stop().await;
+}
+
+/// The `shoal` CLI, pointed at `api`.
+fn shoal(api: &str) -> std::process::Command {
+    shoal_cli(Path::new(env!("CARGO_BIN_EXE_shoal-testnet")), api)
+}
+
+/// Submits `spec` and waits (2 minutes at most) for the job to end.
+async fn run_to_end(api: &str, spec: String) -> JobView {
+    let http = reqwest::Client::new();
+    let job = post_job(&http, api, spec).await.unwrap();
+    wait_for_job(&http, api, &job.id, Duration::from_secs(120))
+        .await
+        .unwrap()
+}
+
+/// The reasons given for a one-shard job that failed without any node
+/// taking the shard.
+fn declined_reasons(view: &JobView) -> String {
+    assert_eq!(view.state, JobState::Failed, "{view:?}");
+    assert_eq!(view.shards[0].attempts, 0, "no node should have taken it");
+    view.shards[0].reasons.join("\n")
 }

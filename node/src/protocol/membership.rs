@@ -64,6 +64,31 @@ pub struct NodeInfo {
     pub seq: u64,
 }
 
+impl NodeInfo {
+    /// A peer that offers no compute: just `roles` and this build's version
+    /// (requesters, and the short-lived peer of `shoal get`). The network
+    /// fills in the peer id, addresses and sequence number.
+    pub fn without_compute(roles: Vec<Role>) -> NodeInfo {
+        NodeInfo {
+            peer_id: String::new(),
+            roles,
+            listen_addrs: Vec::new(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            capacity: Capacity {
+                cpu: 0.0,
+                memory: 0,
+                disk: 0,
+                slots: 0,
+            },
+            free_slots: 0,
+            executors: Vec::new(),
+            publishers: Vec::new(),
+            labels: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+}
+
 /// One membership message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Announcement {

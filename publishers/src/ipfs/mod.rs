@@ -135,11 +135,7 @@ impl Publisher for IpfsPublisher {
 }
 
 fn failed(message: String, retryable: bool) -> PublishError {
-    PublishError::Failed {
-        driver: DRIVER,
-        message,
-        retryable,
-    }
+    PublishError::failed(DRIVER, message, retryable)
 }
 
 /// Chunks of the CAR of `root`, written by a blocking task as the DAG is

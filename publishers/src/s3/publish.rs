@@ -193,15 +193,12 @@ impl S3Publisher {
         path: &Path,
         slots: Arc<Semaphore>,
     ) -> Result<(u64, String), S3Error> {
-        let size = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| S3Error::new(format!("reading {}: {e}", path.display()), false))?
-            .len();
+        let read_err =
+            |e: std::io::Error| S3Error::new(format!("reading {}: {e}", path.display()), false);
+        let size = tokio::fs::metadata(path).await.map_err(read_err)?.len();
         if size <= self.part_size as u64 {
             let _slot = slots.acquire().await.map_err(|_| closed())?;
-            let data = tokio::fs::read(path)
-                .await
-                .map_err(|e| S3Error::new(format!("reading {}: {e}", path.display()), false))?;
+            let data = tokio::fs::read(path).await.map_err(read_err)?;
             let sha = hex::encode(Sha256::digest(&data));
             put_object(&self.client, bucket, key, Bytes::from(data)).await?;
             return Ok((size, sha));
@@ -359,11 +356,7 @@ fn closed() -> S3Error {
 }
 
 fn failed(e: S3Error) -> PublishError {
-    PublishError::Failed {
-        driver: DRIVER,
-        message: e.message,
-        retryable: e.retryable,
-    }
+    PublishError::failed(DRIVER, e.message, e.retryable)
 }
 
 /// One PUT with its SHA-256, which the server checks.
